@@ -1,0 +1,1 @@
+//! Server-side apply: field managers, managedFields and conflict detection.

@@ -1,0 +1,10 @@
+//! The Kubernetes API server: the only component that reads or writes the store.
+
+pub mod apply;
+pub mod openapi;
+pub mod patch;
+pub mod protobuf;
+pub mod registry;
+pub mod resources;
+pub mod schema;
+pub mod tables;

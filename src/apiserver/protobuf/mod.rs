@@ -1,0 +1,1 @@
+//! Decoding of Kubernetes protobuf request bodies (`k8s\0` envelope) into JSON.

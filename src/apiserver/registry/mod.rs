@@ -1,0 +1,1 @@
+//! Per-kind strategy for built-in types: defaulting, validation, field selectors.

@@ -1,0 +1,1 @@
+//! Identity: the cluster PKI, kubeconfigs, and (later) authentication, RBAC and admission.

@@ -1,0 +1,1 @@
+//! clap types for the command line and the config file; no logic.

@@ -1,0 +1,6 @@
+//! Skiff: a lightweight Kubernetes distribution in one executable.
+
+pub mod apiserver;
+pub mod auth;
+pub mod cli;
+pub mod store;

@@ -1,0 +1,1 @@
+//! A kine-style revisioned key-value store. Knows nothing about Kubernetes.
