@@ -1,6 +1,7 @@
 //! The Kubernetes API server: the only component that reads or writes the store.
 
 pub mod apply;
+pub mod field_errors;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
