@@ -3,4 +3,6 @@
 pub mod apiserver;
 pub mod auth;
 pub mod cli;
+pub mod client;
+pub mod server;
 pub mod store;

@@ -1,11 +1,343 @@
 //! The Kubernetes API server: the only component that reads or writes the store.
+//!
+//! [`ApiServer::router`] builds one axum `Router` serving discovery, OpenAPI, health and every
+//! built-in resource. It is served over HTTPS by `serve.rs` and called directly, without TCP, by
+//! the in-process client. Callers are identified by a [`UserIdentity`] request extension that
+//! only the TLS layer or the in-process client can set.
 
 pub mod apply;
+pub mod bootstrap;
+pub mod codec;
+pub mod discovery;
+pub mod errors;
 pub mod field_errors;
+pub mod fields;
+pub mod handlers;
+pub mod objects;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
 pub mod registry;
+pub mod request;
 pub mod resources;
 pub mod schema;
+pub mod selectors;
+pub mod serve;
+pub mod storage;
 pub mod tables;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::auth::UserIdentity;
+use crate::store::Store;
+use errors::ApiError;
+use handlers::Ctx;
+use request::{ApiPath, Query};
+
+pub use handlers::kubernetes_service_ip;
+
+/// Configuration of the API server.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub service_cidr: handlers::Ipv4Cidr,
+    pub node_port_range: (u16, u16),
+}
+
+/// The API server's shared state.
+pub struct ApiServer {
+    pub store: Store,
+    pub config: ApiConfig,
+    ready: AtomicBool,
+    allocations: tokio::sync::Mutex<()>,
+}
+
+impl ApiServer {
+    pub fn new(store: Store, config: ApiConfig) -> Arc<ApiServer> {
+        Arc::new(ApiServer {
+            store,
+            config,
+            ready: AtomicBool::new(false),
+            allocations: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Marks start-up (bootstrap objects) complete: `/readyz` turns OK.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The whole API as one router.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/version", get(version))
+            .route("/healthz", get(health))
+            .route("/healthz/{check}", get(health))
+            .route("/livez", get(health))
+            .route("/livez/{check}", get(health))
+            .route("/readyz", get(readyz))
+            .route("/readyz/{check}", get(readyz))
+            .route("/openapi/v2", get(openapi_v2))
+            .route("/openapi/v3", get(openapi_v3_index))
+            .route("/openapi/v3/{*path}", get(openapi_v3))
+            .fallback(dispatch)
+            .layer(middleware::from_fn(authenticate))
+            .layer(tower_http::compression::CompressionLayer::new().gzip(true))
+            .with_state(self.clone())
+    }
+}
+
+/// Paths anyone may reach without credentials.
+fn is_public(path: &str) -> bool {
+    matches!(path, "/version" | "/healthz" | "/livez" | "/readyz")
+        || path.starts_with("/healthz/")
+        || path.starts_with("/livez/")
+        || path.starts_with("/readyz/")
+}
+
+async fn authenticate(req: Request, next: Next) -> Response {
+    if req.extensions().get::<UserIdentity>().is_none() && !is_public(req.uri().path()) {
+        return ApiError::Unauthorized.into_response();
+    }
+    next.run(req).await
+}
+
+async fn version() -> Response {
+    let body = json!({
+        "major": "1",
+        "minor": "35",
+        "emulationMajor": "1",
+        "emulationMinor": "35",
+        "minCompatibilityMajor": "1",
+        "minCompatibilityMinor": "34",
+        "gitVersion": concat!("v1.35.0+skiff-", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "rust",
+        "compiler": "rustc",
+        "platform": format!("linux/{}", arch()),
+    });
+    codec::respond(StatusCode::OK, codec::Format::Json, &body, &[])
+}
+
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        other => other,
+    }
+}
+
+fn text(code: StatusCode, body: String) -> Response {
+    let mut r = (code, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+const CHECKS: &[&str] = &["ping", "log", "etcd", "poststarthook/start-apiserver"];
+
+fn health_report(ok: bool, verbose: bool, kind: &str, extra: &[(&str, bool)]) -> Response {
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    if !verbose {
+        return text(
+            code,
+            if ok {
+                "ok".into()
+            } else {
+                format!("{kind} check failed")
+            },
+        );
+    }
+    let mut out = String::new();
+    for c in CHECKS {
+        out.push_str(&format!("[+]{c} ok\n"));
+    }
+    for (c, good) in extra {
+        if *good {
+            out.push_str(&format!("[+]{c} ok\n"));
+        } else {
+            out.push_str(&format!("[-]{c} failed: reason withheld\n"));
+        }
+    }
+    if ok {
+        out.push_str(&format!("{kind} check passed\n"));
+    } else {
+        out.push_str(&format!("{kind} check failed\n"));
+    }
+    text(code, out)
+}
+
+async fn health(req: Request) -> Response {
+    let verbose = Query::parse(req.uri().query()).get("verbose").is_some();
+    let kind = if req.uri().path().starts_with("/livez") {
+        "livez"
+    } else {
+        "healthz"
+    };
+    health_report(true, verbose, kind, &[])
+}
+
+async fn readyz(State(api): State<Arc<ApiServer>>, req: Request) -> Response {
+    let verbose = Query::parse(req.uri().query()).get("verbose").is_some();
+    let ready = api.is_ready();
+    health_report(
+        ready,
+        verbose,
+        "readyz",
+        &[("poststarthook/skiff-bootstrap", ready)],
+    )
+}
+
+fn openapi_response(bytes: Option<&'static bytes::Bytes>) -> Response {
+    match bytes {
+        Some(b) => {
+            let mut r = (StatusCode::OK, b.clone()).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        None => ApiError::PathNotFound.into_response(),
+    }
+}
+
+async fn openapi_v2() -> Response {
+    openapi_response(openapi::v2_document())
+}
+
+async fn openapi_v3_index() -> Response {
+    openapi_response(openapi::v3_index())
+}
+
+async fn openapi_v3(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
+    openapi_response(openapi::v3_document(&path))
+}
+
+async fn dispatch(State(api): State<Arc<ApiServer>>, req: Request) -> Response {
+    match dispatch_inner(api, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn dispatch_inner(api: Arc<ApiServer>, req: Request) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let query = Query::parse(parts.uri.query());
+    let path = parts.uri.path().to_string();
+    if !(path == "/api"
+        || path.starts_with("/api/")
+        || path == "/apis"
+        || path.starts_with("/apis/"))
+    {
+        return Err(ApiError::PathNotFound);
+    }
+    match request::parse_path(&parts.method, &path, &query)? {
+        ApiPath::Discovery {
+            group,
+            version,
+            legacy,
+        } => {
+            if parts.method != Method::GET && parts.method != Method::HEAD {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            discovery_response(&parts.headers, group.as_deref(), version.as_deref(), legacy)
+        }
+        ApiPath::Resource(req) => {
+            let user = parts
+                .extensions
+                .get::<UserIdentity>()
+                .cloned()
+                .ok_or(ApiError::Unauthorized)?;
+            let body = axum::body::to_bytes(Body::new(body), codec::MAX_BODY + 1)
+                .await
+                .map_err(|_| ApiError::TooLarge {
+                    limit: codec::MAX_BODY,
+                })?;
+            if body.len() > codec::MAX_BODY {
+                return Err(ApiError::TooLarge {
+                    limit: codec::MAX_BODY,
+                });
+            }
+            let span = tracing::debug_span!("request", verb = req.verb.as_str(), resource = req.def.plural, ns = ?req.namespace, name = ?req.name);
+            let _enter = span.enter();
+            drop(_enter);
+            handlers::handle(Ctx {
+                api,
+                req,
+                query,
+                headers: parts.headers,
+                user,
+                body,
+            })
+            .await
+        }
+    }
+}
+
+fn discovery_response(
+    headers: &axum::http::HeaderMap,
+    group: Option<&str>,
+    version: Option<&str>,
+    legacy: bool,
+) -> Result<Response, ApiError> {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let body = match (group, version) {
+        (None, None) => {
+            if let Some(v) = discovery::aggregated_version(accept) {
+                let body = discovery::aggregated(legacy, v);
+                let mut r = codec::respond(StatusCode::OK, codec::Format::Json, &body, &[]);
+                let ctype = format!(
+                    "application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"
+                );
+                if let Ok(h) = HeaderValue::from_str(&ctype) {
+                    r.headers_mut().insert(header::CONTENT_TYPE, h);
+                }
+                r.headers_mut()
+                    .insert(header::VARY, HeaderValue::from_static("Accept"));
+                return Ok(r);
+            }
+            if legacy {
+                discovery::api_versions()
+            } else {
+                discovery::api_group_list()
+            }
+        }
+        (Some(g), None) => discovery::api_group(g).ok_or(ApiError::PathNotFound)?,
+        (Some(g), Some(v)) => discovery::api_resource_list(g, v).ok_or(ApiError::PathNotFound)?,
+        (None, Some(_)) => return Err(ApiError::PathNotFound),
+    };
+    let mut r = codec::respond(StatusCode::OK, codec::Format::Json, &body, &[]);
+    r.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
+    Ok(r)
+}

@@ -1,0 +1,194 @@
+//! `skiff server`: the composition root. Starts, in order: PKI, datastore, API server (HTTPS and
+//! in-process), bootstrap objects, readiness; then waits for SIGTERM/SIGINT and shuts down.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::apiserver::serve::{IdentityFn, Listener};
+use crate::apiserver::{self, ApiConfig, ApiServer, handlers::Ipv4Cidr};
+use crate::auth::kubeconfig::{Kubeconfig, parse_kubeconfig_mode, write_kubeconfig};
+use crate::auth::pki::{Pki, PkiConfig};
+use crate::auth::{tls, token};
+use crate::cli::ServerArgs;
+use crate::store::{Store, StoreConfig};
+
+/// A running server, for tests and for `run`.
+pub struct RunningServer {
+    pub api: Arc<ApiServer>,
+    pub addr: SocketAddr,
+    pub admin_kubeconfig: PathBuf,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting requests, drains connections, and closes the store.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.serving.await;
+    }
+}
+
+fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
+    let (a, b) = s
+        .split_once('-')
+        .with_context(|| format!("--service-node-port-range {s:?} must look like 30000-32767"))?;
+    let a: u16 = a
+        .trim()
+        .parse()
+        .with_context(|| format!("bad port {a:?}"))?;
+    let b: u16 = b
+        .trim()
+        .parse()
+        .with_context(|| format!("bad port {b:?}"))?;
+    if a == 0 || a > b {
+        bail!("--service-node-port-range {s:?} is empty");
+    }
+    Ok((a, b))
+}
+
+/// The address other members of the cluster reach this server at.
+fn advertise_address(args: &ServerArgs) -> IpAddr {
+    if let Some(a) = args.advertise_address {
+        return a;
+    }
+    if !args.bind_address.is_unspecified() {
+        return args.bind_address;
+    }
+    // The source address of the default route, without sending anything.
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("192.0.2.1:9")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// Starts everything and returns once `/readyz` is OK.
+pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
+    let started = Instant::now();
+    let server_dir = args.data_dir.join("server");
+    for sub in ["db", "tls", "cred"] {
+        std::fs::create_dir_all(server_dir.join(sub))
+            .with_context(|| format!("creating {}", server_dir.join(sub).display()))?;
+    }
+    let service_cidr = Ipv4Cidr::parse(&args.service_cidr).with_context(|| {
+        format!(
+            "--service-cidr {:?} is not an IPv4 CIDR between /8 and /30",
+            args.service_cidr
+        )
+    })?;
+    let service_ip = apiserver::kubernetes_service_ip(&service_cidr);
+    let advertise = advertise_address(args);
+    let node_name = args.node_name.clone().unwrap_or_else(hostname);
+
+    let pki = Pki::load_or_generate(&PkiConfig {
+        tls_dir: server_dir.join("tls"),
+        sans: args.tls_san.clone(),
+        node_addresses: vec![advertise],
+        service_ip: IpAddr::V4(service_ip),
+        node_name,
+    })
+    .context("preparing certificates")?;
+    token::load_or_create_server_token(
+        &server_dir.join("token"),
+        pki.server_ca_pem().as_bytes(),
+        None,
+    )
+    .context("preparing the server token")?;
+
+    let store = Store::open(StoreConfig {
+        path: server_dir.join("db").join("state.db"),
+        compaction_interval: Duration::from_secs(args.datastore_compact_interval.max(1)),
+        retain_revisions: args.datastore_retain_revisions.max(1),
+        watch_buffer: 1024,
+    })
+    .await
+    .context("opening the datastore")?;
+
+    let api = ApiServer::new(
+        store,
+        ApiConfig {
+            service_cidr,
+            node_port_range: parse_port_range(&args.service_node_port_range)?,
+        },
+    );
+    let router = api.router();
+    let listener =
+        Listener::bind(SocketAddr::new(args.bind_address, args.https_listen_port)).await?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listener's address")?;
+    let tls_config = tls::server_config(&pki).context("building the TLS configuration")?;
+    let identity: IdentityFn = Arc::new(tls::identity_from_peer);
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let serving = tokio::spawn(
+        listener.serve(router.clone(), tls_config, identity, async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }),
+    );
+
+    let client = crate::client::in_process(router, crate::client::apiserver());
+    apiserver::bootstrap::ensure(&client, IpAddr::V4(service_ip), advertise, addr.port())
+        .await
+        .context("creating the system namespaces and the kubernetes service")?;
+    api.set_ready();
+    tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "API server ready");
+
+    let kubeconfig = Kubeconfig::local_admin(&pki, addr.port());
+    let mode = parse_kubeconfig_mode(&args.write_kubeconfig_mode)?;
+    let admin_kubeconfig = server_dir.join("cred").join("admin.kubeconfig");
+    write_kubeconfig(&admin_kubeconfig, &kubeconfig, 0o600)?;
+    if let Err(e) = write_kubeconfig(&args.write_kubeconfig, &kubeconfig, mode) {
+        tracing::warn!(path = %args.write_kubeconfig.display(), error = %e, "could not write the admin kubeconfig");
+    } else {
+        tracing::info!(path = %args.write_kubeconfig.display(), "wrote admin kubeconfig");
+    }
+    Ok(RunningServer {
+        api,
+        addr,
+        admin_kubeconfig,
+        shutdown: tx,
+        serving,
+    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let server = start(&args).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
