@@ -5,9 +5,9 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,8 +20,16 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::error::X509Error;
-use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
+
+mod der;
+mod files;
+mod inspect;
+
+pub use der::DerError;
+pub(crate) use files::write_file_atomically;
+pub use inspect::days_until_expiry;
+use inspect::{SanKey, authority_key_id, cert_sans, key_matches, subject_key_id};
 
 /// CA that signs the API server's serving certificate (and later kubelet serving certificates).
 pub const SERVER_CA_CERT: &str = "server-ca.crt";
@@ -118,6 +126,12 @@ pub enum PkiError {
     Sign {
         subject: String,
         source: rcgen::Error,
+    },
+    /// A freshly signed certificate could not be given its subject.
+    #[error("failed to encode certificate for {subject:?}: {source}")]
+    Encode {
+        subject: String,
+        source: der::DerError,
     },
     /// An in-memory PEM value handed to the TLS layer could not be decoded.
     #[error("failed to decode {what} PEM: {source}")]
@@ -437,24 +451,6 @@ fn san_from_str(name: &str) -> Result<SanType, PkiError> {
     }
 }
 
-/// A comparable form of the SANs this module issues.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum SanKey {
-    Dns(String),
-    Ip(IpAddr),
-    Unsupported,
-}
-
-impl From<&SanType> for SanKey {
-    fn from(san: &SanType) -> Self {
-        match san {
-            SanType::DnsName(name) => SanKey::Dns(name.as_str().to_owned()),
-            SanType::IpAddress(ip) => SanKey::Ip(*ip),
-            _ => SanKey::Unsupported,
-        }
-    }
-}
-
 fn ensure_dir(dir: &Path) -> Result<(), PkiError> {
     if dir.is_dir() {
         return Ok(());
@@ -523,30 +519,6 @@ fn parse_x509<'a>(path: &Path, der: &'a [u8]) -> Result<X509Certificate<'a>, Pki
                 x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => e,
                 x509_parser::nom::Err::Incomplete(_) => X509Error::InvalidCertificate,
             },
-        })
-}
-
-fn key_matches(cert: &X509Certificate<'_>, key: &KeyPair) -> bool {
-    cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
-}
-
-fn subject_key_id(cert: &X509Certificate<'_>) -> Option<Vec<u8>> {
-    cert.extensions()
-        .iter()
-        .find_map(|ext| match ext.parsed_extension() {
-            ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
-            _ => None,
-        })
-}
-
-fn authority_key_id(cert: &X509Certificate<'_>) -> Option<Vec<u8>> {
-    cert.extensions()
-        .iter()
-        .find_map(|ext| match ext.parsed_extension() {
-            ParsedExtension::AuthorityKeyIdentifier(aki) => {
-                aki.key_identifier.as_ref().map(|id| id.0.to_vec())
-            }
-            _ => None,
         })
 }
 
@@ -658,12 +630,14 @@ fn issue_leaf(
     validity: Duration,
 ) -> Result<String, PkiError> {
     let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    for org in &spec.organizations {
-        dn.push(DnType::OrganizationName, org.as_str());
+    // rcgen's subject holds one value per attribute type, so the real subject is spliced in
+    // below; this one only has to be empty exactly when the real one is (an empty subject
+    // makes the SAN extension critical).
+    let mut placeholder = DistinguishedName::new();
+    if !spec.common_name.is_empty() || !spec.organizations.is_empty() {
+        placeholder.push(DnType::CommonName, spec.common_name.as_str());
     }
-    dn.push(DnType::CommonName, spec.common_name.as_str());
-    params.distinguished_name = dn;
+    params.distinguished_name = placeholder;
     params.subject_alt_names = spec.sans.clone();
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![
@@ -680,7 +654,14 @@ fn issue_leaf(
             subject: spec.common_name.clone(),
             source,
         })?;
-    Ok(cert.pem())
+    let subject = der::encode_subject(&spec.common_name, &spec.organizations);
+    let der = der::replace_subject(cert.der(), &subject, ca.issuer.key()).map_err(|source| {
+        PkiError::Encode {
+            subject: spec.common_name.clone(),
+            source,
+        }
+    })?;
+    Ok(der::certificate_pem(&der))
 }
 
 /// Why a stored leaf must be re-issued, if it must.
@@ -730,28 +711,6 @@ fn leaf_needs_reissue(
         return Some("missing subject alternative name");
     }
     None
-}
-
-fn cert_sans(cert: &X509Certificate<'_>) -> BTreeSet<SanKey> {
-    let Ok(Some(ext)) = cert.subject_alternative_name() else {
-        return BTreeSet::new();
-    };
-    ext.value
-        .general_names
-        .iter()
-        .filter_map(|name| match name {
-            GeneralName::DNSName(dns) => Some(SanKey::Dns((*dns).to_owned())),
-            GeneralName::IPAddress(bytes) => ip_from_bytes(bytes).map(SanKey::Ip),
-            _ => None,
-        })
-        .collect()
-}
-
-fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
-    if let Ok(v4) = <[u8; 4]>::try_from(bytes) {
-        return Some(IpAddr::from(v4));
-    }
-    <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from)
 }
 
 /// Loads a leaf certificate and key, re-issuing the certificate from `ca` when it is missing or
@@ -812,53 +771,11 @@ fn ensure_leaf(
     Ok(CertKeyPair { cert_pem, key_pem })
 }
 
-/// Replaces `path` with `contents` crash-safely: a temporary file in the same directory is
-/// written, given `mode` (regardless of the umask), fsynced and renamed over `path`, then the
-/// directory is fsynced. A reader sees either the old or the new file, never a partial one.
-pub(crate) fn write_file_atomically(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{:08x}",
-        file_name.to_string_lossy(),
-        std::process::id(),
-        rand::rng().random::<u32>()
-    ));
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
-    fs::File::open(dir)?.sync_all()
-}
-
-/// Days left before a PEM certificate expires (negative once expired); for `certificate check`.
-pub fn days_until_expiry(cert_pem: &str, now: SystemTime) -> Option<i64> {
-    let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).ok()?;
-    let (_, cert) = X509Certificate::from_der(&der).ok()?;
-    let seconds = cert.validity().not_after.timestamp() - unix_seconds(now);
-    Some(seconds.div_euclid(i64::try_from(DAY.as_secs()).unwrap_or(86_400)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+    use std::os::unix::fs::PermissionsExt;
 
     fn config(dir: &Path) -> PkiConfig {
         PkiConfig {
@@ -999,6 +916,10 @@ mod tests {
         let (cns, orgs) = subject_of(&pki.serving().cert_pem);
         assert_eq!(cns, vec!["kube-apiserver"]);
         assert!(orgs.is_empty());
+        let der = parse(&pki.serving().cert_pem);
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        assert!(!san.critical, "SAN is critical only for an empty subject");
     }
 
     #[test]
@@ -1146,21 +1067,18 @@ mod tests {
     }
 
     #[test]
-    fn pki_can_be_shared_across_threads() {
-        fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<Pki>();
+    #[ignore = "writes a sample PKI to SKIFF_PKI_DUMP for inspection with openssl"]
+    fn dump_for_openssl() {
+        let dir = PathBuf::from(std::env::var("SKIFF_PKI_DUMP").unwrap());
+        let pki = Pki::load_or_generate(&config(&dir)).unwrap();
+        let (cert, key) = pki.issue_client_cert("bob", &["dev", "ops"], DAY).unwrap();
+        fs::write(dir.join("bob.crt"), cert).unwrap();
+        fs::write(dir.join("bob.key"), key).unwrap();
     }
 
     #[test]
-    fn atomic_write_replaces_content_and_applies_mode_despite_existing_file() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("f");
-        fs::write(&path, "old").unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
-        write_file_atomically(&path, b"new", 0o640).unwrap();
-        assert_eq!(fs::read_to_string(&path).unwrap(), "new");
-        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o640);
-        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+    fn pki_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Pki>();
     }
 }
