@@ -265,6 +265,54 @@ users:
     }
 
     #[test]
+    fn real_kubectl_reads_the_written_kubeconfig() {
+        let kubectl = ["1.27", "1.33"]
+            .iter()
+            .map(|v| PathBuf::from(format!("/usr/lib/google-cloud-sdk/bin/kubectl.{v}")))
+            .filter(|p| p.exists())
+            .collect::<Vec<_>>();
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("skiff.yaml");
+        write_kubeconfig(&path, &sample(), DEFAULT_KUBECONFIG_MODE).unwrap();
+        let table = [
+            (vec!["config", "current-context"], "default"),
+            (
+                vec![
+                    "config",
+                    "view",
+                    "--raw",
+                    "-o",
+                    "jsonpath={.clusters[0].cluster.server}",
+                ],
+                "https://127.0.0.1:6443",
+            ),
+            (
+                vec![
+                    "config",
+                    "view",
+                    "--raw",
+                    "-o",
+                    "jsonpath={.users[0].user.client-key-data}",
+                ],
+                "S0VZ",
+            ),
+        ];
+        for binary in &kubectl {
+            for (args, expected) in &table {
+                let output = std::process::Command::new(binary)
+                    .arg("--kubeconfig")
+                    .arg(&path)
+                    .args(args)
+                    .output()
+                    .unwrap();
+                assert!(output.status.success(), "{binary:?} {args:?}: {output:?}");
+                let stdout = String::from_utf8_lossy(&output.stdout);
+                assert_eq!(stdout.trim(), *expected, "{binary:?} {args:?}");
+            }
+        }
+    }
+
+    #[test]
     fn write_creates_parents_and_applies_mode() {
         let tmp = tempfile::tempdir().unwrap();
         let table = [

@@ -1066,14 +1066,40 @@ mod tests {
         }
     }
 
+    /// Runs `openssl` with `args` in `dir`; `None` when openssl is not installed.
+    fn openssl(dir: &Path, args: &[&str]) -> Option<String> {
+        let output = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .ok()?;
+        assert!(output.status.success(), "openssl {args:?}: {output:?}");
+        Some(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
     #[test]
-    #[ignore = "writes a sample PKI to SKIFF_PKI_DUMP for inspection with openssl"]
-    fn dump_for_openssl() {
-        let dir = PathBuf::from(std::env::var("SKIFF_PKI_DUMP").unwrap());
-        let pki = Pki::load_or_generate(&config(&dir)).unwrap();
-        let (cert, key) = pki.issue_client_cert("bob", &["dev", "ops"], DAY).unwrap();
+    fn openssl_verifies_every_chain_and_reads_multi_group_subjects() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(tmp.path());
+        let pki = Pki::load_or_generate(&cfg).unwrap();
+        let dir = cfg.tls_dir.as_path();
+        let (cert, _) = pki.issue_client_cert("bob", &["dev", "ops"], DAY).unwrap();
         fs::write(dir.join("bob.crt"), cert).unwrap();
-        fs::write(dir.join("bob.key"), key).unwrap();
+        let table = [
+            (SERVER_CA_CERT, SERVING_APISERVER_CERT),
+            (CLIENT_CA_CERT, CLIENT_ADMIN_CERT),
+            (CLIENT_CA_CERT, "bob.crt"),
+            (REQUEST_HEADER_CA_CERT, CLIENT_AUTH_PROXY_CERT),
+        ];
+        for (ca, leaf) in table {
+            let Some(out) = openssl(dir, &["verify", "-CAfile", ca, leaf]) else {
+                eprintln!("openssl not installed; skipping");
+                return;
+            };
+            assert!(out.contains(": OK"), "{leaf}: {out}");
+        }
+        let subject = openssl(dir, &["x509", "-in", "bob.crt", "-noout", "-subject"]).unwrap();
+        assert_eq!(subject.trim(), "subject=O = dev, O = ops, CN = bob");
     }
 
     #[test]

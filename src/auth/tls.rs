@@ -324,6 +324,80 @@ mod tests {
         );
     }
 
+    /// Serves `GET` requests over TLS, answering with the identity of the client certificate.
+    async fn identity_echo_server(config: Arc<ServerConfig>) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = TlsAcceptor::from(config);
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let identity = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|c| identity_from_peer(c));
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let body = match identity {
+                        Some(id) => {
+                            format!("{{\"user\":{:?},\"groups\":{:?}}}", id.name, id.groups)
+                        }
+                        None => "{\"user\":null}".to_owned(),
+                    };
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn real_kubectl_trusts_the_serving_cert_and_authenticates_as_admin() {
+        let kubectl = std::path::Path::new("/usr/lib/google-cloud-sdk/bin/kubectl.1.33");
+        if !kubectl.exists() {
+            eprintln!("kubectl 1.33 not installed; skipping");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = pki(tmp.path());
+        // The echo server speaks HTTP/1.1 only.
+        let mut config = (*server_config(&pki).unwrap()).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let addr = identity_echo_server(Arc::new(config)).await;
+        let kubeconfig = crate::auth::kubeconfig::Kubeconfig::local_admin(&pki, addr.port());
+        let path = tmp.path().join("skiff.yaml");
+        crate::auth::kubeconfig::write_kubeconfig(&path, &kubeconfig, 0o600).unwrap();
+        let output = tokio::process::Command::new(kubectl)
+            .arg("--kubeconfig")
+            .arg(&path)
+            .args(["get", "--raw", "/version"])
+            .output()
+            .await
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            r#"{"user":"system:admin","groups":["system:masters"]}"#
+        );
+    }
+
     #[test]
     fn identity_takes_cn_as_name_and_organizations_as_groups() {
         let tmp = tempfile::tempdir().unwrap();
