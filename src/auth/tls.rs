@@ -1,0 +1,436 @@
+//! rustls configurations built from the cluster PKI, and the identity a verified client
+//! certificate carries. Always uses the ring provider explicitly; never installs or relies on a
+//! process-wide default provider.
+
+use std::sync::Arc;
+
+use rustls::RootCertStore;
+use rustls::client::ClientConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ServerConfig, WebPkiClientVerifier};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::prelude::FromDer;
+
+use super::UserIdentity;
+use super::pki::{Pki, PkiError};
+
+/// ALPN protocols the API server offers, preferred first.
+pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn certs_from_pem(what: &'static str, pem: &str) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| PkiError::DecodeTlsPem { what, source })?;
+    if certs.is_empty() {
+        return Err(PkiError::NoCertificate { what });
+    }
+    Ok(certs)
+}
+
+fn key_from_pem(what: &'static str, pem: &str) -> Result<PrivateKeyDer<'static>, PkiError> {
+    PrivateKeyDer::from_pem_slice(pem.as_bytes())
+        .map_err(|source| PkiError::DecodeTlsPem { what, source })
+}
+
+fn roots_from_pem(what: &'static str, pem: &str) -> Result<RootCertStore, PkiError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certs_from_pem(what, pem)? {
+        roots
+            .add(cert)
+            .map_err(|source| PkiError::TrustAnchor { what, source })?;
+    }
+    Ok(roots)
+}
+
+/// The API server's TLS configuration: the serving chain, ALPN `h2` then `http/1.1`, and
+/// optional client authentication. A connection without a client certificate is accepted
+/// (anonymous requests reach health and version endpoints), but a presented certificate must
+/// chain to the client CA or the handshake fails.
+pub fn server_config(pki: &Pki) -> Result<Arc<ServerConfig>, PkiError> {
+    let provider = provider();
+    let roots = roots_from_pem("client CA", pki.client_ca_pem())?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|source| PkiError::Verifier { source })?;
+    let chain = certs_from_pem("serving certificate", &pki.serving().cert_pem)?;
+    let key = key_from_pem("serving key", &pki.serving().key_pem)?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|source| PkiError::TlsConfig {
+            side: "server",
+            source,
+        })?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|source| PkiError::TlsConfig {
+            side: "server",
+            source,
+        })?;
+    config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// A client configuration that trusts `ca_pem` and authenticates with a client certificate
+/// chain and key (all PEM). Offers the same ALPN protocols as the server.
+pub fn client_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<ClientConfig>, PkiError> {
+    let roots = roots_from_pem("CA", ca_pem)?;
+    let chain = certs_from_pem("client certificate", cert_pem)?;
+    let key = key_from_pem("client key", key_pem)?;
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|source| PkiError::TlsConfig {
+            side: "client",
+            source,
+        })?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|source| PkiError::TlsConfig {
+            side: "client",
+            source,
+        })?;
+    config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// A client configuration that trusts `ca_pem` and presents no certificate.
+pub fn anonymous_client_config(ca_pem: &str) -> Result<Arc<ClientConfig>, PkiError> {
+    let roots = roots_from_pem("CA", ca_pem)?;
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|source| PkiError::TlsConfig {
+            side: "client",
+            source,
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// The user a (verified) client certificate names: the subject common name as the user and each
+/// organization as a group, like upstream's x509 authenticator. `None` when the certificate does
+/// not parse or has no common name. Implicit groups are left to the authentication layer.
+pub fn identity_from_peer(cert_der: &[u8]) -> Option<UserIdentity> {
+    let (_, cert) = X509Certificate::from_der(cert_der).ok()?;
+    let subject = cert.subject();
+    // Go's pkix.Name keeps the last CommonName attribute when there are several.
+    let name = subject
+        .iter_common_name()
+        .filter_map(|attr| attr.as_str().ok())
+        .last()?
+        .to_owned();
+    if name.is_empty() {
+        return None;
+    }
+    let groups = subject
+        .iter_organization()
+        .filter_map(|attr| attr.as_str().ok())
+        .map(str::to_owned)
+        .collect();
+    Some(UserIdentity {
+        name,
+        uid: String::new(),
+        groups,
+        extra: Default::default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::pki::{CaKind, PkiConfig};
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn pki(dir: &std::path::Path) -> Pki {
+        Pki::load_or_generate(&PkiConfig {
+            tls_dir: dir.join("tls"),
+            sans: vec![],
+            node_addresses: vec![],
+            service_ip: IpAddr::V4(Ipv4Addr::new(10, 43, 0, 1)),
+            node_name: "node-a".into(),
+        })
+        .unwrap()
+    }
+
+    /// Outcome of one handshake: the identity the server saw, or that the server refused.
+    #[derive(Debug, PartialEq)]
+    enum Outcome {
+        Accepted {
+            identity: Option<UserIdentity>,
+            alpn: Option<Vec<u8>>,
+        },
+        Refused,
+    }
+
+    /// Runs a real TLS handshake over an in-memory pipe, then one request/response round trip
+    /// so that TLS 1.3 client-certificate failures surface on both sides.
+    async fn handshake(
+        server: Arc<ServerConfig>,
+        client: Arc<ClientConfig>,
+        name: &str,
+    ) -> Outcome {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let acceptor = TlsAcceptor::from(server);
+        let connector = TlsConnector::from(client);
+        let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        let server_side = async move {
+            let mut stream = acceptor.accept(server_io).await.ok()?;
+            let (_, conn) = stream.get_ref();
+            let identity = conn
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|cert| identity_from_peer(cert));
+            let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+            let mut buf = [0u8; 4];
+            stream.read_exact(&mut buf).await.ok()?;
+            stream.write_all(b"pong").await.ok()?;
+            stream.flush().await.ok()?;
+            Some((identity, alpn))
+        };
+        let client_side = async move {
+            let mut stream = connector.connect(server_name, client_io).await.ok()?;
+            stream.write_all(b"ping").await.ok()?;
+            stream.flush().await.ok()?;
+            let mut buf = [0u8; 4];
+            stream.read_exact(&mut buf).await.ok()?;
+            Some(buf)
+        };
+        match tokio::join!(server_side, client_side) {
+            (Some((identity, alpn)), Some(reply)) => {
+                assert_eq!(&reply, b"pong");
+                Outcome::Accepted { identity, alpn }
+            }
+            (None, None) => Outcome::Refused,
+            other => panic!("sides disagree: {other:?}"),
+        }
+    }
+
+    fn user(name: &str, groups: &[&str]) -> Option<UserIdentity> {
+        Some(UserIdentity {
+            name: name.into(),
+            uid: String::new(),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            extra: Default::default(),
+        })
+    }
+
+    #[tokio::test]
+    async fn server_accepts_client_ca_certs_and_anonymous_and_rejects_others() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = pki(tmp.path());
+        let other_tmp = tempfile::tempdir().unwrap();
+        let other = self::pki(other_tmp.path());
+        let server = server_config(&pki).unwrap();
+        let ca = pki.server_ca_pem();
+
+        let (alice_cert, alice_key) = pki.issue_client_cert("alice", &["dev"], DAY).unwrap();
+        let (foreign_cert, foreign_key) = other.issue_client_cert("mallory", &[], DAY).unwrap();
+        let (wrong_ca_cert, wrong_ca_key) = pki
+            .issue_client_cert_from(CaKind::Server, "eve", &["system:masters"], DAY)
+            .unwrap();
+        let h2 = Some(b"h2".to_vec());
+
+        let table = [
+            (
+                "admin from the client CA",
+                client_config(ca, &pki.admin().cert_pem, &pki.admin().key_pem).unwrap(),
+                Outcome::Accepted {
+                    identity: user("system:admin", &["system:masters"]),
+                    alpn: h2.clone(),
+                },
+            ),
+            (
+                "issued user cert",
+                client_config(ca, &alice_cert, &alice_key).unwrap(),
+                Outcome::Accepted {
+                    identity: user("alice", &["dev"]),
+                    alpn: h2.clone(),
+                },
+            ),
+            (
+                "anonymous",
+                anonymous_client_config(ca).unwrap(),
+                Outcome::Accepted {
+                    identity: None,
+                    alpn: h2.clone(),
+                },
+            ),
+            (
+                "cert from another cluster's client CA",
+                client_config(ca, &foreign_cert, &foreign_key).unwrap(),
+                Outcome::Refused,
+            ),
+            (
+                "cert signed by the server CA",
+                client_config(ca, &wrong_ca_cert, &wrong_ca_key).unwrap(),
+                Outcome::Refused,
+            ),
+        ];
+        for (case, client, expected) in table {
+            let got = handshake(server.clone(), client, "kubernetes.default.svc").await;
+            assert_eq!(got, expected, "{case}");
+        }
+    }
+
+    #[tokio::test]
+    async fn client_rejects_server_name_outside_the_sans_and_a_foreign_ca() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = pki(tmp.path());
+        let other_tmp = tempfile::tempdir().unwrap();
+        let other = self::pki(other_tmp.path());
+        let server = server_config(&pki).unwrap();
+        let table = [
+            ("localhost", pki.server_ca_pem(), true),
+            ("node-a", pki.server_ca_pem(), true),
+            ("elsewhere.example", pki.server_ca_pem(), false),
+            ("localhost", other.server_ca_pem(), false),
+        ];
+        for (name, ca, ok) in table {
+            let got = handshake(server.clone(), anonymous_client_config(ca).unwrap(), name).await;
+            assert_eq!(got != Outcome::Refused, ok, "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn http1_only_client_negotiates_http1() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = pki(tmp.path());
+        let server = server_config(&pki).unwrap();
+        let mut client = (*anonymous_client_config(pki.server_ca_pem()).unwrap()).clone();
+        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let got = handshake(server, Arc::new(client), "localhost").await;
+        assert_eq!(
+            got,
+            Outcome::Accepted {
+                identity: None,
+                alpn: Some(b"http/1.1".to_vec())
+            }
+        );
+    }
+
+    /// Serves `GET` requests over TLS, answering with the identity of the client certificate.
+    async fn identity_echo_server(config: Arc<ServerConfig>) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = TlsAcceptor::from(config);
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let identity = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|c| identity_from_peer(c));
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let body = match identity {
+                        Some(id) => {
+                            format!("{{\"user\":{:?},\"groups\":{:?}}}", id.name, id.groups)
+                        }
+                        None => "{\"user\":null}".to_owned(),
+                    };
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn real_kubectl_trusts_the_serving_cert_and_authenticates_as_admin() {
+        let kubectl = std::path::Path::new("/usr/lib/google-cloud-sdk/bin/kubectl.1.33");
+        if !kubectl.exists() {
+            eprintln!("kubectl 1.33 not installed; skipping");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = pki(tmp.path());
+        // The echo server speaks HTTP/1.1 only.
+        let mut config = (*server_config(&pki).unwrap()).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let addr = identity_echo_server(Arc::new(config)).await;
+        let kubeconfig = crate::auth::kubeconfig::Kubeconfig::local_admin(&pki, addr.port());
+        let path = tmp.path().join("skiff.yaml");
+        crate::auth::kubeconfig::write_kubeconfig(&path, &kubeconfig, 0o600).unwrap();
+        let output = tokio::process::Command::new(kubectl)
+            .arg("--kubeconfig")
+            .arg(&path)
+            .args(["get", "--raw", "/version"])
+            .output()
+            .await
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            r#"{"user":"system:admin","groups":["system:masters"]}"#
+        );
+    }
+
+    #[test]
+    fn identity_takes_cn_as_name_and_organizations_as_groups() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = pki(tmp.path());
+        let table: [(&str, &[&str]); 3] = [
+            ("system:admin", &["system:masters"]),
+            ("system:node:node-a", &["system:nodes"]),
+            ("plain", &[]),
+        ];
+        for (name, groups) in table {
+            let (cert, _) = pki.issue_client_cert(name, groups, DAY).unwrap();
+            let der = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+            assert_eq!(identity_from_peer(&der), user(name, groups), "{name}");
+        }
+    }
+
+    #[test]
+    fn identity_is_none_for_garbage_or_an_empty_common_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = pki(tmp.path());
+        let (cert, _) = pki.issue_client_cert("", &["g"], DAY).unwrap();
+        let der = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+        assert_eq!(identity_from_peer(&der), None);
+        assert_eq!(identity_from_peer(b"not a certificate"), None);
+        assert_eq!(identity_from_peer(&[]), None);
+    }
+
+    #[test]
+    fn bad_pem_inputs_are_errors() {
+        let table = [("", "", ""), ("garbage", "garbage", "garbage")];
+        for (ca, cert, key) in table {
+            assert!(client_config(ca, cert, key).is_err());
+            assert!(anonymous_client_config(ca).is_err());
+        }
+    }
+}
