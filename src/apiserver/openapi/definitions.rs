@@ -210,20 +210,39 @@ mod tests {
     use super::*;
 
     #[test]
-    #[ignore]
-    fn dump_generated_definitions() {
+    fn special_scalars_take_upstream_shapes() {
         let defs = generate();
-        std::fs::write(
-            "/tmp/oa/generated.json",
-            serde_json::to_vec_pretty(&defs).unwrap(),
-        )
-        .unwrap();
-        std::fs::write("/tmp/oa/v2.json", &super::super::v2_document().bytes).unwrap();
-        std::fs::write("/tmp/oa/v3-index.json", &super::super::v3_index().bytes).unwrap();
-        std::fs::write(
-            "/tmp/oa/v3-apps.json",
-            &super::super::v3_document("apis/apps/v1").unwrap().bytes,
-        )
-        .unwrap();
+        let cases = [
+            (
+                "io.k8s.apimachinery.pkg.util.intstr.IntOrString",
+                Some("int-or-string"),
+            ),
+            ("io.k8s.apimachinery.pkg.api.resource.Quantity", None),
+            (
+                "io.k8s.apimachinery.pkg.apis.meta.v1.Time",
+                Some("date-time"),
+            ),
+        ];
+        for (name, format) in cases {
+            let d = &defs[name];
+            assert_eq!(d["type"], "string", "{name}");
+            assert_eq!(d.get("format").and_then(Value::as_str), format, "{name}");
+            assert!(d.get("x-kubernetes-int-or-string").is_none(), "{name}");
+        }
+    }
+
+    #[test]
+    fn lists_are_generated_and_metadata_is_not_required() {
+        let defs = generate();
+        let list = &defs["io.k8s.api.apps.v1.DeploymentList"];
+        assert_eq!(
+            list["properties"]["items"]["items"]["$ref"],
+            "#/definitions/io.k8s.api.apps.v1.Deployment"
+        );
+        assert!(defs["io.k8s.api.core.v1.Pod"].get("required").is_none());
+        assert!(
+            !defs.contains_key("io.k8s.api.core.v1.PodList")
+                || defs["io.k8s.api.core.v1.PodList"]["required"] == serde_json::json!(["items"])
+        );
     }
 }

@@ -8,6 +8,7 @@ pub mod definitions;
 pub mod facts;
 pub mod paths;
 pub mod types;
+pub mod v2_protobuf;
 pub mod v3;
 
 use std::collections::BTreeMap;
@@ -33,7 +34,10 @@ pub struct Document {
 impl Document {
     fn new(value: &Value) -> Document {
         // Serialising a `Value` cannot fail: all map keys are strings.
-        let bytes = serde_json::to_vec(value).unwrap_or_default();
+        Document::from_bytes(serde_json::to_vec(value).unwrap_or_default())
+    }
+
+    fn from_bytes(bytes: Vec<u8>) -> Document {
         let hash = Sha512::digest(&bytes)
             .iter()
             .map(|b| format!("{b:02X}"))
@@ -101,6 +105,16 @@ fn v2_value(defs: Map<String, Value>, entries: &[paths::PathEntry]) -> Value {
 pub fn v2_document() -> &'static Document {
     static DOC: OnceLock<Document> = OnceLock::new();
     DOC.get_or_init(|| Document::new(&v2_value(built_definitions(), &paths::all_paths())))
+}
+
+/// `GET /openapi/v2` as the gnostic protobuf message ([`v2_protobuf::CONTENT_TYPE`]), which
+/// kubectl 1.27 and 1.28 require for explain and apply.
+pub fn v2_protobuf_document() -> &'static Document {
+    static DOC: OnceLock<Document> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let value = v2_value(built_definitions(), &paths::all_paths());
+        Document::from_bytes(v2_protobuf::encode(&value))
+    })
 }
 
 /// Every v3 document, keyed by its path (`api/v1`, `apis/apps/v1`, `apis`, `version`, ...).
