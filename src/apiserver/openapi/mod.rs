@@ -6,7 +6,9 @@
 
 pub mod definitions;
 pub mod facts;
+pub mod operations;
 pub mod paths;
+mod subresources;
 pub mod types;
 pub mod v2_protobuf;
 pub mod v3;

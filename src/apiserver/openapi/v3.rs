@@ -22,7 +22,7 @@ pub fn document(entries: &[&PathEntry], defs: &Map<String, Value>, version: &str
     let mut reached = BTreeSet::new();
     let mut pending: Vec<String> = Vec::new();
     for e in entries {
-        collect_refs(&Value::Object(e.item.clone()), &mut pending);
+        e.item.values().for_each(|v| collect_refs(v, &mut pending));
     }
     while let Some(name) = pending.pop() {
         if !reached.insert(name.clone()) {
