@@ -308,7 +308,10 @@ fn v2_document_has_parameters_kubectl_looks_for() {
     assert_eq!(names, ["body", "dryRun", "fieldManager", "fieldValidation"]);
     let patch =
         &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"]["patch"];
-    assert_eq!(patch["consumes"], serde_json::json!(paths::PATCH_CONSUMES));
+    assert_eq!(
+        patch["consumes"],
+        serde_json::json!(operations::PATCH_CONSUMES)
+    );
     assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Scale");
     assert!(v2_document().etag().starts_with('"'));
 }
