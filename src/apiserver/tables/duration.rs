@@ -148,7 +148,7 @@ mod tests {
     #[test]
     fn since_reads_unknown_without_a_timestamp() {
         let now: Timestamp = "2024-01-01T00:10:00Z".parse().unwrap();
-        let then: Timestamp = "2024-01-01T00:05:30Z".parse().unwrap();
+        let then: Timestamp = "2024-01-01T00:04:30Z".parse().unwrap();
         assert_eq!(since(Some(then), now), "5m30s");
         assert_eq!(since(None, now), "<unknown>");
         assert_eq!(between(then, now), "5m30s");
