@@ -354,3 +354,206 @@ pub fn pod_disruption_budget(obj: &Value, now: Timestamp) -> Vec<Value> {
         age_cell(obj, now),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> Timestamp {
+        "2024-01-01T01:00:00Z".parse().unwrap()
+    }
+
+    fn template() -> Value {
+        json!({"metadata": {"labels": {"app": "web"}},
+               "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}, {"name": "side", "image": "busybox"}]}})
+    }
+
+    #[test]
+    fn deployments_show_ready_of_desired() {
+        let cases = [
+            (
+                json!({"metadata": {"name": "web", "creationTimestamp": "2024-01-01T00:00:00Z"},
+                       "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "template": template()},
+                       "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}}),
+                json!(["web", "2/3", 3, 2, "60m", "app,side", "nginx:1.27,busybox", "app=web"]),
+            ),
+            (
+                json!({"metadata": {"name": "scaled-down"}, "spec": {"replicas": 0, "selector": {}}}),
+                json!(["scaled-down", "0/0", 0, 0, "<unknown>", "", "", ""]),
+            ),
+            (
+                json!({"metadata": {"name": "bad"}, "spec": {"selector": {"matchExpressions": [{"key": "a", "operator": "Nope"}]}}}),
+                json!(["bad", "0/1", 0, 0, "<unknown>", "", "", "<invalid>"]),
+            ),
+        ];
+        for (obj, want) in cases {
+            assert_eq!(Value::Array(deployment(&obj, now())), want, "{obj}");
+        }
+    }
+
+    #[test]
+    fn replica_sets_stateful_sets_and_daemon_sets() {
+        let rs = json!({"metadata": {"name": "web-5d9"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": template()},
+                        "status": {"replicas": 2, "readyReplicas": 1}});
+        assert_eq!(
+            Value::Array(replica_set(&rs, now())),
+            json!(["web-5d9", 2, 2, 1, "<unknown>", "app,side", "nginx:1.27,busybox", "app=web"])
+        );
+        let sts = json!({"metadata": {"name": "db"}, "spec": {"replicas": 3, "template": template()}, "status": {"readyReplicas": 3}});
+        assert_eq!(
+            Value::Array(stateful_set(&sts, now())),
+            json!(["db", "3/3", "<unknown>", "app,side", "nginx:1.27,busybox"])
+        );
+        let ds = json!({"metadata": {"name": "agent"},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                     "template": {"spec": {"nodeSelector": {"kubernetes.io/os": "linux"}, "containers": [{"name": "a", "image": "agent:1"}]}}},
+            "status": {"desiredNumberScheduled": 3, "currentNumberScheduled": 3, "numberReady": 2, "updatedNumberScheduled": 3, "numberAvailable": 2}});
+        assert_eq!(
+            Value::Array(daemon_set(&ds, now())),
+            json!(["agent", 3, 3, 2, 3, 2, "kubernetes.io/os=linux", "<unknown>", "a", "agent:1", "app=agent"])
+        );
+    }
+
+    #[test]
+    fn controller_revisions_name_their_owner() {
+        let cases = [
+            (json!([{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "controller": true}]), "daemonset.apps/agent"),
+            (json!([{"apiVersion": "v1", "kind": "Pod", "name": "p", "controller": true}]), "pod/p"),
+            (json!([{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent"}]), "<none>"),
+            (json!([]), "<none>"),
+        ];
+        for (owners, want) in cases {
+            let obj = json!({"metadata": {"name": "agent-7c9", "ownerReferences": owners}, "revision": 4});
+            assert_eq!(
+                controller_revision(&obj, now()),
+                vec![json!("agent-7c9"), json!(want), json!(4), json!("<unknown>")]
+            );
+        }
+    }
+
+    #[test]
+    fn jobs_show_status_completions_and_duration() {
+        let job_obj = |spec: Value, status: Value| {
+            json!({"metadata": {"name": "pi", "creationTimestamp": "2024-01-01T00:00:00Z"}, "spec": spec, "status": status})
+        };
+        let cases = [
+            (
+                job_obj(json!({"completions": 1, "parallelism": 1}),
+                    json!({"succeeded": 1, "startTime": "2024-01-01T00:00:00Z", "completionTime": "2024-01-01T00:00:42Z",
+                           "conditions": [{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}]})),
+                ["Complete", "1/1", "42s"],
+            ),
+            (
+                job_obj(json!({"completions": 3}), json!({"succeeded": 1, "startTime": "2024-01-01T00:55:00Z"})),
+                ["Running", "1/3", "5m"],
+            ),
+            (
+                job_obj(json!({"parallelism": 4}), json!({})),
+                ["Running", "0/1 of 4", ""],
+            ),
+            (
+                job_obj(json!({}), json!({"conditions": [{"type": "Failed", "status": "True"}]})),
+                ["Failed", "0/1", ""],
+            ),
+            (
+                job_obj(json!({"completions": 1}), json!({"conditions": [{"type": "Suspended", "status": "True"}]})),
+                ["Suspended", "0/1", ""],
+            ),
+            (
+                job_obj(json!({"completions": 1}), json!({"conditions": [{"type": "FailureTarget", "status": "True"}]})),
+                ["FailureTarget", "0/1", ""],
+            ),
+            (
+                job_obj(json!({"completions": 1}), json!({"conditions": [{"type": "Complete", "status": "False"}, {"type": "Complete", "status": "True"}]})),
+                ["Running", "0/1", ""],
+            ),
+        ];
+        for (obj, [status, completions, took]) in cases {
+            let row = job(&obj, now());
+            assert_eq!(row.len(), 8);
+            assert_eq!(row[1..4], [json!(status), json!(completions), json!(took)], "{obj}");
+            assert_eq!(row[4], json!("60m"));
+        }
+        let mut deleting = job_obj(json!({"completions": 1}), json!({}));
+        deleting["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:59:00Z");
+        assert_eq!(job(&deleting, now())[1], json!("Terminating"));
+    }
+
+    #[test]
+    fn cron_jobs_show_schedule_and_last_run() {
+        let cj = json!({"metadata": {"name": "nightly", "creationTimestamp": "2024-01-01T00:00:00Z"},
+            "spec": {"schedule": "0 3 * * *", "timeZone": "Etc/UTC", "suspend": false,
+                     "jobTemplate": {"spec": {"template": template()}}},
+            "status": {"active": [{"name": "nightly-1"}], "lastScheduleTime": "2024-01-01T00:58:00Z"}});
+        assert_eq!(
+            Value::Array(cron_job(&cj, now())),
+            json!(["nightly", "0 3 * * *", "Etc/UTC", "False", 1, "2m", "60m", "app,side", "nginx:1.27,busybox", "<none>"])
+        );
+        let bare = cron_job(&json!({"metadata": {"name": "x"}}), now());
+        assert_eq!(bare[2..6], [json!("<none>"), json!("<unset>"), json!(0), json!("<none>")]);
+    }
+
+    #[test]
+    fn autoscalers_format_targets_like_upstream() {
+        let hpa = |spec_metrics: Value, current: Value| {
+            json!({"apiVersion": "autoscaling/v2", "metadata": {"name": "web"},
+                   "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "minReplicas": 1, "maxReplicas": 10, "metrics": spec_metrics},
+                   "status": {"currentReplicas": 3, "currentMetrics": current}})
+        };
+        let cpu = json!({"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}});
+        let mem = json!({"type": "Resource", "resource": {"name": "memory", "target": {"type": "AverageValue", "averageValue": "100Mi"}}});
+        let pods = json!({"type": "Pods", "pods": {"metric": {"name": "qps"}, "target": {"type": "AverageValue", "averageValue": "1k"}}});
+        let cases = [
+            (json!([]), json!([]), "<none>"),
+            (json!([cpu]), json!([]), "cpu: <unknown>/80%"),
+            (
+                json!([cpu]),
+                json!([{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 45, "averageValue": "450m"}}}]),
+                "cpu: 45%/80%",
+            ),
+            (
+                json!([mem, cpu]),
+                json!([{"type": "Resource", "resource": {"name": "memory", "current": {"averageValue": "50Mi"}}}]),
+                "memory: 50Mi/100Mi, cpu: <unknown>/80%",
+            ),
+            (json!([cpu, mem, pods]), json!([]), "cpu: <unknown>/80%, memory: <unknown>/100Mi + 1 more..."),
+            (
+                json!([{"type": "External", "external": {"target": {"type": "Value", "value": "5"}}}]),
+                json!([{"type": "External", "external": {"current": {"value": "7"}}}]),
+                "7/5",
+            ),
+            (
+                json!([{"type": "Object", "object": {"target": {"type": "AverageValue", "averageValue": "2"}}}]),
+                json!([]),
+                "<unknown>/2 (avg)",
+            ),
+            (json!([{"type": "Weird"}]), json!([]), "<unknown type>"),
+        ];
+        for (metrics, current, want) in cases {
+            let row = horizontal_pod_autoscaler(&hpa(metrics, current), now());
+            assert_eq!(row[2], json!(want));
+            assert_eq!(row[..2], [json!("web"), json!("Deployment/web")]);
+            assert_eq!(row[3..6], [json!("1"), json!(10), json!(3)]);
+        }
+
+        let v1 = json!({"apiVersion": "autoscaling/v1", "metadata": {"name": "old"},
+            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "old"}, "maxReplicas": 5, "targetCPUUtilizationPercentage": 50},
+            "status": {"currentReplicas": 2, "currentCPUUtilizationPercentage": 20}});
+        assert_eq!(
+            Value::Array(horizontal_pod_autoscaler(&v1, now())),
+            json!(["old", "Deployment/old", "cpu: 20%/50%", "<unset>", 5, 2, "<unknown>"])
+        );
+    }
+
+    #[test]
+    fn disruption_budgets_print_int_or_percent_bounds() {
+        let pdb = json!({"metadata": {"name": "web"}, "spec": {"minAvailable": 2}, "status": {"disruptionsAllowed": 1}});
+        assert_eq!(
+            Value::Array(pod_disruption_budget(&pdb, now())),
+            json!(["web", "2", "N/A", 1, "<unknown>"])
+        );
+        let pct = json!({"metadata": {"name": "db"}, "spec": {"maxUnavailable": "25%"}});
+        assert_eq!(pod_disruption_budget(&pct, now())[1..4], [json!("N/A"), json!("25%"), json!(0)]);
+    }
+}
