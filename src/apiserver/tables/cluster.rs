@@ -367,16 +367,30 @@ mod tests {
 
     #[test]
     fn ingresses_show_class_hosts_address_and_ports() {
-        let rules = |hosts: &[&str]| Value::Array(hosts.iter().map(|h| json!({"host": h})).collect());
+        let rules =
+            |hosts: &[&str]| Value::Array(hosts.iter().map(|h| json!({"host": h})).collect());
         let cases = [
-            (json!({"metadata": meta("a"), "spec": {"ingressClassName": "traefik", "rules": rules(&["a.example.com"]),
+            (
+                json!({"metadata": meta("a"), "spec": {"ingressClassName": "traefik", "rules": rules(&["a.example.com"]),
                     "tls": [{"hosts": ["a.example.com"]}]},
                     "status": {"loadBalancer": {"ingress": [{"ip": "192.168.1.5"}, {"ip": "192.168.1.4"}]}}}),
-             json!(["a", "traefik", "a.example.com", "192.168.1.4,192.168.1.5", "80, 443", "60m"])),
-            (json!({"metadata": meta("b"), "spec": {"rules": rules(&["", ""])}}),
-             json!(["b", "<none>", "*", "", "80", "60m"])),
-            (json!({"metadata": meta("c"), "spec": {"rules": rules(&["1", "2", "3", "4", "5"])}}),
-             json!(["c", "<none>", "1,2,3 + 2 more...", "", "80", "60m"])),
+                json!([
+                    "a",
+                    "traefik",
+                    "a.example.com",
+                    "192.168.1.4,192.168.1.5",
+                    "80, 443",
+                    "60m"
+                ]),
+            ),
+            (
+                json!({"metadata": meta("b"), "spec": {"rules": rules(&["", ""])}}),
+                json!(["b", "<none>", "*", "", "80", "60m"]),
+            ),
+            (
+                json!({"metadata": meta("c"), "spec": {"rules": rules(&["1", "2", "3", "4", "5"])}}),
+                json!(["c", "<none>", "1,2,3 + 2 more...", "", "80", "60m"]),
+            ),
         ];
         for (obj, want) in cases {
             assert_eq!(Value::Array(ingress(&obj, now())), want, "{obj}");
@@ -387,33 +401,79 @@ mod tests {
     fn small_cluster_kinds() {
         let class = json!({"metadata": meta("nginx"), "spec": {"controller": "k8s.io/ingress-nginx",
             "parameters": {"apiGroup": "k8s.example.com", "kind": "IngressParameters", "name": "ext"}}});
-        assert_eq!(Value::Array(ingress_class(&class, now())),
-            json!(["nginx", "k8s.io/ingress-nginx", "IngressParameters.k8s.example.com/ext", "60m"]));
+        assert_eq!(
+            Value::Array(ingress_class(&class, now())),
+            json!([
+                "nginx",
+                "k8s.io/ingress-nginx",
+                "IngressParameters.k8s.example.com/ext",
+                "60m"
+            ])
+        );
         let np = json!({"metadata": meta("deny"), "spec": {"podSelector": {}}});
-        assert_eq!(Value::Array(network_policy(&np, now())), json!(["deny", "<none>", "60m"]));
+        assert_eq!(
+            Value::Array(network_policy(&np, now())),
+            json!(["deny", "<none>", "60m"])
+        );
         let np2 = json!({"metadata": meta("web"), "spec": {"podSelector": {"matchLabels": {"app": "web"}}}});
         assert_eq!(network_policy(&np2, now())[1], json!("app=web"));
         let cidr = json!({"metadata": meta("kubernetes"), "spec": {"cidrs": ["10.43.0.0/16", "fd00:43::/112"]}});
-        assert_eq!(Value::Array(service_cidr(&cidr, now())), json!(["kubernetes", "10.43.0.0/16,fd00:43::/112", "60m"]));
+        assert_eq!(
+            Value::Array(service_cidr(&cidr, now())),
+            json!(["kubernetes", "10.43.0.0/16,fd00:43::/112", "60m"])
+        );
         let ip = json!({"metadata": meta("10.43.0.1"), "spec": {"parentRef": {"group": "", "resource": "services", "namespace": "default", "name": "kubernetes"}}});
-        assert_eq!(Value::Array(ip_address(&ip)), json!(["10.43.0.1", "services/default/kubernetes"]));
+        assert_eq!(
+            Value::Array(ip_address(&ip)),
+            json!(["10.43.0.1", "services/default/kubernetes"])
+        );
         let ip2 = json!({"metadata": meta("x"), "spec": {"parentRef": {"group": "Gateway.networking.k8s.io", "resource": "Gateways", "name": "gw"}}});
-        assert_eq!(ip_address(&ip2)[1], json!("gateways.gateway.networking.k8s.io/gw"));
+        assert_eq!(
+            ip_address(&ip2)[1],
+            json!("gateways.gateway.networking.k8s.io/gw")
+        );
         let lease_obj = json!({"metadata": meta("skiff"), "spec": {"holderIdentity": "cp-1_abc"}});
-        assert_eq!(Value::Array(lease(&lease_obj, now())), json!(["skiff", "cp-1_abc", "60m"]));
+        assert_eq!(
+            Value::Array(lease(&lease_obj, now())),
+            json!(["skiff", "cp-1_abc", "60m"])
+        );
         let pc = json!({"metadata": meta("system-node-critical"), "value": 2000001000, "globalDefault": false, "preemptionPolicy": "PreemptLowerPriority"});
-        assert_eq!(Value::Array(priority_class(&pc, now())),
-            json!(["system-node-critical", 2000001000, false, "60m", "PreemptLowerPriority"]));
+        assert_eq!(
+            Value::Array(priority_class(&pc, now())),
+            json!([
+                "system-node-critical",
+                2000001000,
+                false,
+                "60m",
+                "PreemptLowerPriority"
+            ])
+        );
         let rc = json!({"metadata": meta("runc"), "handler": "runc"});
-        assert_eq!(Value::Array(runtime_class(&rc, now())), json!(["runc", "runc", "60m"]));
+        assert_eq!(
+            Value::Array(runtime_class(&rc, now())),
+            json!(["runc", "runc", "60m"])
+        );
         let va = json!({"metadata": meta("csi-1"), "spec": {"attacher": "local.csi", "nodeName": "n1", "source": {"persistentVolumeName": "pv1"}}, "status": {"attached": true}});
-        assert_eq!(Value::Array(volume_attachment(&va, now())), json!(["csi-1", "local.csi", "pv1", "n1", true, "60m"]));
-        let node = json!({"metadata": meta("n1"), "spec": {"drivers": [{"name": "a"}, {"name": "b"}]}});
-        assert_eq!(Value::Array(csi_node(&node, now())), json!(["n1", 2, "60m"]));
+        assert_eq!(
+            Value::Array(volume_attachment(&va, now())),
+            json!(["csi-1", "local.csi", "pv1", "n1", true, "60m"])
+        );
+        let node =
+            json!({"metadata": meta("n1"), "spec": {"drivers": [{"name": "a"}, {"name": "b"}]}});
+        assert_eq!(
+            Value::Array(csi_node(&node, now())),
+            json!(["n1", 2, "60m"])
+        );
         let cap = json!({"metadata": meta("cap"), "storageClassName": "fast", "capacity": "100Gi"});
-        assert_eq!(Value::Array(csi_storage_capacity(&cap)), json!(["cap", "fast", "100Gi"]));
+        assert_eq!(
+            Value::Array(csi_storage_capacity(&cap)),
+            json!(["cap", "fast", "100Gi"])
+        );
         let vac = json!({"metadata": {"name": "gold", "annotations": {"storage.kubernetes.io/is-default-volume-attributes-class": "true"}}, "driverName": "csi.x"});
-        assert_eq!(Value::Array(volume_attributes_class(&vac, now())), json!(["gold (default)", "csi.x", "<unknown>"]));
+        assert_eq!(
+            Value::Array(volume_attributes_class(&vac, now())),
+            json!(["gold (default)", "csi.x", "<unknown>"])
+        );
     }
 
     #[test]
@@ -421,10 +481,21 @@ mod tests {
         let slice = json!({"metadata": meta("web-abc"), "addressType": "IPv4",
             "ports": [{"port": 80}, {"name": "metrics"}, {}, {"port": 9090}],
             "endpoints": [{"addresses": ["10.42.0.1", "10.42.0.2"]}, {"addresses": ["10.42.1.1"]}]});
-        assert_eq!(Value::Array(endpoint_slice(&slice, now())),
-            json!(["web-abc", "IPv4", "80,metrics,* + 1 more...", "10.42.0.1,10.42.0.2,10.42.1.1", "60m"]));
+        assert_eq!(
+            Value::Array(endpoint_slice(&slice, now())),
+            json!([
+                "web-abc",
+                "IPv4",
+                "80,metrics,* + 1 more...",
+                "10.42.0.1,10.42.0.2,10.42.1.1",
+                "60m"
+            ])
+        );
         let empty = json!({"metadata": meta("empty"), "addressType": "IPv6"});
-        assert_eq!(Value::Array(endpoint_slice(&empty, now())), json!(["empty", "IPv6", "<unset>", "<unset>", "60m"]));
+        assert_eq!(
+            Value::Array(endpoint_slice(&empty, now())),
+            json!(["empty", "IPv6", "<unset>", "<unset>", "60m"])
+        );
     }
 
     #[test]
@@ -432,8 +503,17 @@ mod tests {
         let rb = json!({"metadata": meta("admins"), "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
             "subjects": [{"kind": "User", "name": "alice"}, {"kind": "User", "name": "bob"}, {"kind": "Group", "name": "ops"},
                          {"kind": "ServiceAccount", "namespace": "kube-system", "name": "ci"}, {"kind": "Other", "name": "x"}]});
-        assert_eq!(Value::Array(role_binding(&rb, now())),
-            json!(["admins", "ClusterRole/admin", "60m", "alice, bob", "ops", "kube-system/ci"]));
+        assert_eq!(
+            Value::Array(role_binding(&rb, now())),
+            json!([
+                "admins",
+                "ClusterRole/admin",
+                "60m",
+                "alice, bob",
+                "ops",
+                "kube-system/ci"
+            ])
+        );
     }
 
     #[test]
@@ -445,14 +525,34 @@ mod tests {
         let cases = [
             (json!([]), "", "Pending"),
             (json!([{"type": "Approved"}]), "LS0t", "Approved,Issued"),
-            (json!([{"type": "Approved"}, {"type": "Denied"}]), "", "Denied"),
-            (json!([{"type": "Approved"}, {"type": "Failed"}]), "", "Approved,Failed"),
+            (
+                json!([{"type": "Approved"}, {"type": "Denied"}]),
+                "",
+                "Denied",
+            ),
+            (
+                json!([{"type": "Approved"}, {"type": "Failed"}]),
+                "",
+                "Approved,Failed",
+            ),
         ];
         for (conditions, cert, want) in cases {
-            assert_eq!(Value::Array(certificate_signing_request(&csr(conditions, cert), now())),
-                json!(["node-csr", "60m", "kubernetes.io/kubelet-serving", "system:node:n1", "24h", want]));
+            assert_eq!(
+                Value::Array(certificate_signing_request(&csr(conditions, cert), now())),
+                json!([
+                    "node-csr",
+                    "60m",
+                    "kubernetes.io/kubelet-serving",
+                    "system:node:n1",
+                    "24h",
+                    want
+                ])
+            );
         }
-        assert_eq!(certificate_signing_request(&json!({}), now())[2..5], [json!("<none>"), json!(""), json!("<none>")]);
+        assert_eq!(
+            certificate_signing_request(&json!({}), now())[2..5],
+            [json!("<none>"), json!(""), json!("<none>")]
+        );
     }
 
     #[test]
@@ -460,16 +560,50 @@ mod tests {
         let sc = json!({"metadata": {"name": "local-path", "creationTimestamp": "2024-01-01T00:00:00Z",
             "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}, "provisioner": "rancher.io/local-path",
             "volumeBindingMode": "WaitForFirstConsumer"});
-        assert_eq!(Value::Array(storage_class(&sc, now())),
-            json!(["local-path (default)", "rancher.io/local-path", "Delete", "WaitForFirstConsumer", false, "60m"]));
+        assert_eq!(
+            Value::Array(storage_class(&sc, now())),
+            json!([
+                "local-path (default)",
+                "rancher.io/local-path",
+                "Delete",
+                "WaitForFirstConsumer",
+                false,
+                "60m"
+            ])
+        );
         let plain = json!({"metadata": {"name": "fast"}, "provisioner": "x", "reclaimPolicy": "Retain", "allowVolumeExpansion": true});
-        assert_eq!(Value::Array(storage_class(&plain, now())), json!(["fast", "x", "Retain", "Immediate", true, "<unknown>"]));
+        assert_eq!(
+            Value::Array(storage_class(&plain, now())),
+            json!(["fast", "x", "Retain", "Immediate", true, "<unknown>"])
+        );
 
         let driver = json!({"metadata": meta("csi.x"), "spec": {"attachRequired": false, "tokenRequests": [{"audience": "a"}, {"audience": "b"}],
             "volumeLifecycleModes": ["Persistent", "Ephemeral"]}});
-        assert_eq!(Value::Array(csi_driver(&driver, now())),
-            json!(["csi.x", false, false, false, "a,b", false, "Persistent,Ephemeral", "60m"]));
-        assert_eq!(Value::Array(csi_driver(&json!({}), now())),
-            json!(["", true, false, false, "<unset>", false, "<none>", "<unknown>"]));
+        assert_eq!(
+            Value::Array(csi_driver(&driver, now())),
+            json!([
+                "csi.x",
+                false,
+                false,
+                false,
+                "a,b",
+                false,
+                "Persistent,Ephemeral",
+                "60m"
+            ])
+        );
+        assert_eq!(
+            Value::Array(csi_driver(&json!({}), now())),
+            json!([
+                "",
+                true,
+                false,
+                false,
+                "<unset>",
+                false,
+                "<none>",
+                "<unknown>"
+            ])
+        );
     }
 }

@@ -459,36 +459,92 @@ mod tests {
                 json!({"metadata": meta("web"), "spec": {"type": "ClusterIP", "clusterIP": "10.43.0.10",
                     "clusterIPs": ["10.43.0.10"], "selector": {"app": "web"},
                     "ports": [{"port": 80, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]}}),
-                json!(["web", "ClusterIP", "10.43.0.10", "<none>", "80/TCP,53/UDP", "2d", "app=web"]),
+                json!([
+                    "web",
+                    "ClusterIP",
+                    "10.43.0.10",
+                    "<none>",
+                    "80/TCP,53/UDP",
+                    "2d",
+                    "app=web"
+                ]),
             ),
             (
                 json!({"metadata": meta("np"), "spec": {"type": "NodePort", "clusterIPs": ["10.43.0.11"],
                     "externalIPs": ["1.2.3.4", "5.6.7.8"],
                     "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP"}, {"port": 443, "nodePort": 30443, "protocol": "TCP"}]}}),
-                json!(["np", "NodePort", "10.43.0.11", "1.2.3.4,5.6.7.8", "80:30080/TCP,443:30443/TCP", "2d", "<none>"]),
+                json!([
+                    "np",
+                    "NodePort",
+                    "10.43.0.11",
+                    "1.2.3.4,5.6.7.8",
+                    "80:30080/TCP,443:30443/TCP",
+                    "2d",
+                    "<none>"
+                ]),
             ),
             (
                 json!({"metadata": meta("lb"), "spec": {"type": "LoadBalancer", "clusterIPs": ["10.43.0.12"],
                     "ports": [{"port": 443, "nodePort": 31443, "protocol": "TCP"}]}}),
-                json!(["lb", "LoadBalancer", "10.43.0.12", "<pending>", "443:31443/TCP", "2d", "<none>"]),
+                json!([
+                    "lb",
+                    "LoadBalancer",
+                    "10.43.0.12",
+                    "<pending>",
+                    "443:31443/TCP",
+                    "2d",
+                    "<none>"
+                ]),
             ),
             (
                 json!({"metadata": meta("lb2"), "spec": {"type": "LoadBalancer", "clusterIPs": ["10.43.0.13"],
                     "externalIPs": ["9.9.9.9"]},
                     "status": {"loadBalancer": {"ingress": [{"ip": "192.168.1.20"}, {"hostname": "lb.example.com"}, {"ip": "192.168.1.10"}]}}}),
-                json!(["lb2", "LoadBalancer", "10.43.0.13", "192.168.1.10,192.168.1.20,lb.example.com,9.9.9.9", "<none>", "2d", "<none>"]),
+                json!([
+                    "lb2",
+                    "LoadBalancer",
+                    "10.43.0.13",
+                    "192.168.1.10,192.168.1.20,lb.example.com,9.9.9.9",
+                    "<none>",
+                    "2d",
+                    "<none>"
+                ]),
             ),
             (
                 json!({"metadata": meta("ext"), "spec": {"type": "ExternalName", "externalName": "db.example.com"}}),
-                json!(["ext", "ExternalName", "<none>", "db.example.com", "<none>", "2d", "<none>"]),
+                json!([
+                    "ext",
+                    "ExternalName",
+                    "<none>",
+                    "db.example.com",
+                    "<none>",
+                    "2d",
+                    "<none>"
+                ]),
             ),
             (
                 json!({"metadata": meta("headless"), "spec": {"type": "ClusterIP", "clusterIP": "None"}}),
-                json!(["headless", "ClusterIP", "None", "<none>", "<none>", "2d", "<none>"]),
+                json!([
+                    "headless",
+                    "ClusterIP",
+                    "None",
+                    "<none>",
+                    "<none>",
+                    "2d",
+                    "<none>"
+                ]),
             ),
             (
                 json!({"metadata": {"name": "bare"}}),
-                json!(["bare", "", "<none>", "<unknown>", "<none>", "<unknown>", "<none>"]),
+                json!([
+                    "bare",
+                    "",
+                    "<none>",
+                    "<unknown>",
+                    "<none>",
+                    "<unknown>",
+                    "<none>"
+                ]),
             ),
         ];
         for (svc, want) in cases {
@@ -507,23 +563,65 @@ mod tests {
                        "status": {"conditions": ready, "nodeInfo": {"kubeletVersion": "v1.35.0+skiff",
                            "osImage": "Debian GNU/Linux 12", "kernelVersion": "6.1.0", "containerRuntimeVersion": "containerd://1.6.20"},
                            "addresses": [{"type": "Hostname", "address": "cp"}, {"type": "InternalIP", "address": "192.168.1.5"}]}}),
-                json!(["cp", "Ready", "control-plane,etcd,master", "2d", "v1.35.0+skiff", "192.168.1.5", "<none>",
-                       "Debian GNU/Linux 12", "6.1.0", "containerd://1.6.20"]),
+                json!([
+                    "cp",
+                    "Ready",
+                    "control-plane,etcd,master",
+                    "2d",
+                    "v1.35.0+skiff",
+                    "192.168.1.5",
+                    "<none>",
+                    "Debian GNU/Linux 12",
+                    "6.1.0",
+                    "containerd://1.6.20"
+                ]),
             ),
             (
                 json!({"metadata": {"name": "w1", "creationTimestamp": "2024-01-02T21:00:00Z"},
                        "spec": {"unschedulable": true},
                        "status": {"conditions": ready, "addresses": [{"type": "ExternalIP", "address": "203.0.113.9"}]}}),
-                json!(["w1", "Ready,SchedulingDisabled", "<none>", "3h", "", "<none>", "203.0.113.9",
-                       "<unknown>", "<unknown>", "<unknown>"]),
+                json!([
+                    "w1",
+                    "Ready,SchedulingDisabled",
+                    "<none>",
+                    "3h",
+                    "",
+                    "<none>",
+                    "203.0.113.9",
+                    "<unknown>",
+                    "<unknown>",
+                    "<unknown>"
+                ]),
             ),
             (
                 json!({"metadata": {"name": "w2"}, "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}}),
-                json!(["w2", "NotReady", "<none>", "<unknown>", "", "<none>", "<none>", "<unknown>", "<unknown>", "<unknown>"]),
+                json!([
+                    "w2",
+                    "NotReady",
+                    "<none>",
+                    "<unknown>",
+                    "",
+                    "<none>",
+                    "<none>",
+                    "<unknown>",
+                    "<unknown>",
+                    "<unknown>"
+                ]),
             ),
             (
                 json!({"metadata": {"name": "w3"}, "spec": {"unschedulable": true}}),
-                json!(["w3", "Unknown,SchedulingDisabled", "<none>", "<unknown>", "", "<none>", "<none>", "<unknown>", "<unknown>", "<unknown>"]),
+                json!([
+                    "w3",
+                    "Unknown,SchedulingDisabled",
+                    "<none>",
+                    "<unknown>",
+                    "",
+                    "<none>",
+                    "<none>",
+                    "<unknown>",
+                    "<unknown>",
+                    "<unknown>"
+                ]),
             ),
         ];
         for (node_obj, want) in cases {
@@ -547,7 +645,10 @@ mod tests {
                 json!({"subsets": [{"addresses": [{"ip": "10.42.0.1"}]}]}),
                 "10.42.0.1",
             ),
-            (json!({"subsets": [{"notReadyAddresses": [{"ip": "10.42.0.1"}], "ports": [{"port": 80}]}]}), ""),
+            (
+                json!({"subsets": [{"notReadyAddresses": [{"ip": "10.42.0.1"}], "ports": [{"port": 80}]}]}),
+                "",
+            ),
         ];
         for (ep, want) in cases {
             assert_eq!(format_endpoints(&ep), want, "{ep}");
@@ -557,15 +658,35 @@ mod tests {
     #[test]
     fn small_core_kinds_count_their_entries() {
         let cm = json!({"metadata": meta("cm"), "data": {"a": "1", "b": "2"}, "binaryData": {"c": "AA=="}});
-        assert_eq!(config_map(&cm, now()), vec![json!("cm"), json!(3), json!("2d")]);
+        assert_eq!(
+            config_map(&cm, now()),
+            vec![json!("cm"), json!(3), json!("2d")]
+        );
         let secret_obj = json!({"metadata": meta("s"), "type": "kubernetes.io/tls", "data": {"tls.crt": "", "tls.key": ""}});
-        assert_eq!(secret(&secret_obj, now()), vec![json!("s"), json!("kubernetes.io/tls"), json!(2), json!("2d")]);
+        assert_eq!(
+            secret(&secret_obj, now()),
+            vec![
+                json!("s"),
+                json!("kubernetes.io/tls"),
+                json!(2),
+                json!("2d")
+            ]
+        );
         let sa = json!({"metadata": meta("default")});
-        assert_eq!(service_account(&sa, now()), vec![json!("default"), json!(0), json!("2d")]);
+        assert_eq!(
+            service_account(&sa, now()),
+            vec![json!("default"), json!(0), json!("2d")]
+        );
         let ns = json!({"metadata": meta("kube-system"), "status": {"phase": "Active"}});
-        assert_eq!(namespace(&ns, now()), vec![json!("kube-system"), json!("Active"), json!("2d")]);
+        assert_eq!(
+            namespace(&ns, now()),
+            vec![json!("kube-system"), json!("Active"), json!("2d")]
+        );
         let cs = json!({"metadata": {"name": "etcd-0"}, "conditions": [{"type": "Healthy", "status": "True", "message": "ok"}]});
-        assert_eq!(component_status(&cs), vec![json!("etcd-0"), json!("Healthy"), json!("ok"), json!("")]);
+        assert_eq!(
+            component_status(&cs),
+            vec![json!("etcd-0"), json!("Healthy"), json!("ok"), json!("")]
+        );
         assert_eq!(component_status(&json!({}))[1], json!("Unknown"));
     }
 
@@ -576,13 +697,27 @@ mod tests {
         let pt = json!({"metadata": meta("pt"), "template": template});
         assert_eq!(
             pod_template(&pt),
-            vec![json!("pt"), json!("app,log"), json!("nginx:1,busybox"), json!("app=web")]
+            vec![
+                json!("pt"),
+                json!("app,log"),
+                json!("nginx:1,busybox"),
+                json!("app=web")
+            ]
         );
         let rc = json!({"metadata": meta("rc"), "spec": {"replicas": 3, "selector": {"app": "web"}, "template": template},
                         "status": {"replicas": 3, "readyReplicas": 2}});
         assert_eq!(
             replication_controller(&rc, now()),
-            vec![json!("rc"), json!(3), json!(3), json!(2), json!("2d"), json!("app,log"), json!("nginx:1,busybox"), json!("app=web")]
+            vec![
+                json!("rc"),
+                json!(3),
+                json!(3),
+                json!(2),
+                json!("2d"),
+                json!("app,log"),
+                json!("nginx:1,busybox"),
+                json!("app=web")
+            ]
         );
         let bare = replication_controller(&json!({}), now());
         assert_eq!(bare[1], json!(1));
@@ -597,8 +732,19 @@ mod tests {
             "status": {"phase": "Bound"}});
         assert_eq!(
             persistent_volume(&pv, now()),
-            vec![json!("pv1"), json!("10Gi"), json!("RWO,RWX"), json!("Retain"), json!("Bound"), json!("default/data"),
-                 json!("local-path"), json!("<unset>"), json!(""), json!("2d"), json!("Filesystem")]
+            vec![
+                json!("pv1"),
+                json!("10Gi"),
+                json!("RWO,RWX"),
+                json!("Retain"),
+                json!("Bound"),
+                json!("default/data"),
+                json!("local-path"),
+                json!("<unset>"),
+                json!(""),
+                json!("2d"),
+                json!("Filesystem")
+            ]
         );
         let bound = json!({"metadata": {"name": "data", "creationTimestamp": "2024-01-01T00:00:00Z",
             "annotations": {"volume.beta.kubernetes.io/storage-class": "old"}},
@@ -606,8 +752,17 @@ mod tests {
             "status": {"phase": "Bound", "capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOncePod"]}});
         assert_eq!(
             persistent_volume_claim(&bound, now()),
-            vec![json!("data"), json!("Bound"), json!("pv1"), json!("10Gi"), json!("RWOP"), json!("old"),
-                 json!("<unset>"), json!("2d"), json!("<unset>")]
+            vec![
+                json!("data"),
+                json!("Bound"),
+                json!("pv1"),
+                json!("10Gi"),
+                json!("RWOP"),
+                json!("old"),
+                json!("<unset>"),
+                json!("2d"),
+                json!("<unset>")
+            ]
         );
         let pending = json!({"metadata": {"name": "p", "deletionTimestamp": "2024-01-02T00:00:00Z"},
             "spec": {"storageClassName": "local-path"}, "status": {"phase": "Pending"}});

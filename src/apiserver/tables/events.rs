@@ -107,20 +107,53 @@ mod tests {
                        "involvedObject": {"kind": "Pod", "name": "web", "fieldPath": "spec.containers{app}"},
                        "source": {"component": "kubelet", "host": "node1"}, "message": "  Pulled image \n",
                        "firstTimestamp": "2024-01-01T00:00:00Z", "lastTimestamp": "2024-01-01T00:58:00Z", "count": 4}),
-                json!(["2m", "Normal", "Pulled", "pod/web", "spec.containers{app}", "kubelet, node1", "Pulled image", "60m", 4, "web.17a"]),
+                json!([
+                    "2m",
+                    "Normal",
+                    "Pulled",
+                    "pod/web",
+                    "spec.containers{app}",
+                    "kubelet, node1",
+                    "Pulled image",
+                    "60m",
+                    4,
+                    "web.17a"
+                ]),
             ),
             (
                 json!({"metadata": {"name": "n.1"}, "type": "Warning", "reason": "Rebooted",
                        "involvedObject": {"kind": "Node"}, "reportingComponent": "skiff-kubelet",
                        "eventTime": "2024-01-01T00:59:30.123456Z"}),
-                json!(["29s", "Warning", "Rebooted", "node", "", "skiff-kubelet", "", "29s", 1, "n.1"]),
+                json!([
+                    "29s",
+                    "Warning",
+                    "Rebooted",
+                    "node",
+                    "",
+                    "skiff-kubelet",
+                    "",
+                    "29s",
+                    1,
+                    "n.1"
+                ]),
             ),
             (
                 json!({"metadata": {"name": "s.1"}, "involvedObject": {"kind": "Deployment", "name": "web"},
                        "eventTime": "2024-01-01T00:00:00.000000Z", "reportingComponent": "deployment-controller",
                        "reportingInstance": "cp-1",
                        "series": {"count": 12, "lastObservedTime": "2024-01-01T00:57:00.000000Z"}}),
-                json!(["3m", "", "", "deployment/web", "", "deployment-controller, cp-1", "", "60m", 12, "s.1"]),
+                json!([
+                    "3m",
+                    "",
+                    "",
+                    "deployment/web",
+                    "",
+                    "deployment-controller, cp-1",
+                    "",
+                    "60m",
+                    12,
+                    "s.1"
+                ]),
             ),
             (
                 json!({}),
@@ -141,7 +174,18 @@ mod tests {
             "deprecatedLastTimestamp": "2024-01-01T00:55:00Z"});
         assert_eq!(
             Value::Array(cells(&from_events_v1(&event), now())),
-            json!(["5m", "Normal", "Started", "pod/web", "", "kubelet, node1", "Started container", "10m", 2, "e.1"])
+            json!([
+                "5m",
+                "Normal",
+                "Started",
+                "pod/web",
+                "",
+                "kubelet, node1",
+                "Started container",
+                "10m",
+                2,
+                "e.1"
+            ])
         );
         assert_eq!(from_events_v1(&json!("not an object")), json!({}));
     }

@@ -299,3 +299,301 @@ fn container_cells(pod_spec: Option<&Value>) -> (Value, Value) {
         .collect();
     (text(names.join(",")), text(images.join(",")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::resources::BUILTIN;
+    use serde_json::json;
+
+    fn now() -> Timestamp {
+        "2024-01-01T00:00:00Z".parse().unwrap()
+    }
+
+    /// Objects that are malformed in every way a user could make them.
+    fn hostile_objects() -> Vec<Value> {
+        let wrong = [
+            json!(null),
+            json!(7),
+            json!("x"),
+            json!([1, "a", null]),
+            json!({"k": [1]}),
+            json!(true),
+        ];
+        let keys = [
+            "metadata",
+            "name",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "labels",
+            "annotations",
+            "ownerReferences",
+            "spec",
+            "status",
+            "containers",
+            "initContainers",
+            "containerStatuses",
+            "initContainerStatuses",
+            "state",
+            "conditions",
+            "ports",
+            "subsets",
+            "addresses",
+            "rules",
+            "metrics",
+            "currentMetrics",
+            "selector",
+            "template",
+            "jobTemplate",
+            "capacity",
+            "hard",
+            "used",
+            "subjects",
+            "roleRef",
+            "involvedObject",
+            "series",
+            "source",
+            "regarding",
+            "parameters",
+            "parentRef",
+            "endpoints",
+            "drivers",
+            "tokenRequests",
+            "replicas",
+            "type",
+        ];
+        let mut out: Vec<Value> = wrong.to_vec();
+        for w in &wrong {
+            let flat: serde_json::Map<String, Value> =
+                keys.iter().map(|k| ((*k).to_string(), w.clone())).collect();
+            let flat = Value::Object(flat);
+            // The same poison one and two levels down, where printers look for nested fields.
+            let nested: serde_json::Map<String, Value> = keys
+                .iter()
+                .map(|k| ((*k).to_string(), flat.clone()))
+                .collect();
+            let nested = Value::Object(nested);
+            let deep: serde_json::Map<String, Value> = keys
+                .iter()
+                .map(|k| ((*k).to_string(), json!([nested.clone(), flat.clone()])))
+                .collect();
+            out.extend([flat, nested, Value::Object(deep)]);
+        }
+        out
+    }
+
+    #[test]
+    fn every_served_kind_renders_one_cell_per_column_even_for_hostile_objects() {
+        let objects = hostile_objects();
+        for r in BUILTIN {
+            let cols = columns(r.group, r.kind);
+            for obj in &objects {
+                let row = cells(r.group, r.kind, obj, now());
+                assert_eq!(row.len(), cols.len(), "{}/{} on {obj}", r.group, r.kind);
+            }
+        }
+    }
+
+    #[test]
+    fn columns_are_well_formed() {
+        for r in BUILTIN {
+            let cols = columns(r.group, r.kind);
+            let name_col = if r.kind == "Event" {
+                cols.last()
+            } else {
+                cols.first()
+            };
+            let name_col = name_col.unwrap();
+            assert_eq!(
+                (name_col.name, name_col.format),
+                ("Name", "name"),
+                "{}",
+                r.kind
+            );
+            for c in cols {
+                assert!(
+                    ["string", "integer", "number", "boolean", "date"].contains(&c.type_),
+                    "{}: {}",
+                    r.kind,
+                    c.name
+                );
+                assert!(c.priority == 0 || c.priority == 1);
+            }
+            let mut names: Vec<&str> = cols.iter().map(|c| c.name).collect();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), cols.len(), "duplicate column in {}", r.kind);
+        }
+    }
+
+    #[test]
+    fn kinds_get_upstreams_printer_or_the_default_table() {
+        let cases: &[(&str, &str, &[&str])] = &[
+            (
+                "",
+                "Pod",
+                &[
+                    "Name",
+                    "Ready",
+                    "Status",
+                    "Restarts",
+                    "Age",
+                    "IP",
+                    "Node",
+                    "Nominated Node",
+                    "Readiness Gates",
+                ],
+            ),
+            (
+                "apps",
+                "Deployment",
+                &[
+                    "Name",
+                    "Ready",
+                    "Up-to-date",
+                    "Available",
+                    "Age",
+                    "Containers",
+                    "Images",
+                    "Selector",
+                ],
+            ),
+            (
+                "batch",
+                "Job",
+                &[
+                    "Name",
+                    "Status",
+                    "Completions",
+                    "Duration",
+                    "Age",
+                    "Containers",
+                    "Images",
+                    "Selector",
+                ],
+            ),
+            (
+                "",
+                "Event",
+                &[
+                    "Last Seen",
+                    "Type",
+                    "Reason",
+                    "Object",
+                    "Subobject",
+                    "Source",
+                    "Message",
+                    "First Seen",
+                    "Count",
+                    "Name",
+                ],
+            ),
+            (
+                "events.k8s.io",
+                "Event",
+                &[
+                    "Last Seen",
+                    "Type",
+                    "Reason",
+                    "Object",
+                    "Subobject",
+                    "Source",
+                    "Message",
+                    "First Seen",
+                    "Count",
+                    "Name",
+                ],
+            ),
+            ("rbac.authorization.k8s.io", "Role", &["Name", "Created At"]),
+            (
+                "rbac.authorization.k8s.io",
+                "ClusterRole",
+                &["Name", "Created At"],
+            ),
+            ("", "LimitRange", &["Name", "Created At"]),
+            ("example.com", "Widget", &["Name", "Created At"]),
+            ("apps", "Pod", &["Name", "Created At"]),
+        ];
+        for (group, kind, want) in cases {
+            let got: Vec<&str> = columns(group, kind).iter().map(|c| c.name).collect();
+            assert_eq!(&got, want, "{group}/{kind}");
+        }
+        let wide: Vec<&str> = columns("", "Node")
+            .iter()
+            .filter(|c| c.priority == 1)
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(
+            wide,
+            [
+                "Internal-IP",
+                "External-IP",
+                "OS-Image",
+                "Kernel-Version",
+                "Container-Runtime"
+            ]
+        );
+    }
+
+    #[test]
+    fn default_table_prints_name_and_creation_time() {
+        let role =
+            json!({"metadata": {"name": "reader", "creationTimestamp": "2024-05-06T07:08:09.5Z"}});
+        assert_eq!(
+            cells("rbac.authorization.k8s.io", "Role", &role, now()),
+            vec![json!("reader"), json!("2024-05-06T07:08:09Z")]
+        );
+        assert_eq!(
+            cells("", "LimitRange", &json!({}), now()),
+            vec![json!(""), json!("0001-01-01T00:00:00Z")]
+        );
+        assert_eq!(columns("", "LimitRange")[1].type_, "date");
+    }
+
+    #[test]
+    fn columns_serialize_as_table_column_definitions() {
+        let c = columns("", "Pod")[5];
+        assert_eq!(
+            c.to_json(),
+            json!({"name": "IP", "type": "string", "format": "", "description": descriptions::POD_STATUS_POD_IP, "priority": 1})
+        );
+    }
+
+    #[test]
+    fn dispatch_reaches_each_printer() {
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}, "status": {"phase": "Running"}});
+        assert_eq!(cells("", "Pod", &pod, now())[2], json!("Running"));
+        let ev = json!({"metadata": {"name": "e"}, "regarding": {"kind": "Pod", "name": "p"}, "note": "hi"});
+        assert_eq!(
+            cells("events.k8s.io", "Event", &ev, now())[3..7],
+            [json!("pod/p"), json!(""), json!(""), json!("hi")]
+        );
+        let hpa = json!({"apiVersion": "autoscaling/v1", "metadata": {"name": "h"}, "spec": {"maxReplicas": 3}});
+        assert_eq!(
+            cells("autoscaling", "HorizontalPodAutoscaler", &hpa, now())[2],
+            json!("cpu: <unknown>/80%")
+        );
+    }
+
+    /// The descriptions are the upstream OpenAPI documentation of the fields they describe.
+    #[test]
+    fn descriptions_match_the_upstream_openapi_document() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/upstream/openapi-v2-swagger.json"
+        );
+        let Ok(text) = std::fs::read_to_string(path)
+            .or_else(|_| std::fs::read_to_string("/work/shared/upstream/openapi-v2-swagger.json"))
+        else {
+            eprintln!("upstream OpenAPI document absent; skipping");
+            return;
+        };
+        let spec: Value = serde_json::from_str(&text).unwrap();
+        for (definition, property, description) in descriptions::SOURCES {
+            let upstream = spec["definitions"][*definition]["properties"][*property]["description"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{definition}.{property} missing upstream"));
+            assert_eq!(upstream, *description, "{definition}.{property}");
+        }
+    }
+}

@@ -280,14 +280,20 @@ mod tests {
         let cases: Vec<(&str, Value, [&str; 3])> = vec![
             (
                 "running and ready",
-                pod(one_container(), json!({"phase": "Running", "containerStatuses": [
-                    {"name": "app", "ready": true, "restartCount": 0, "state": {"running": {}}}]})),
+                pod(
+                    one_container(),
+                    json!({"phase": "Running", "containerStatuses": [
+                    {"name": "app", "ready": true, "restartCount": 0, "state": {"running": {}}}]}),
+                ),
                 ["1/1", "Running", "0"],
             ),
             (
                 "pending while the image is pulled",
-                pod(one_container(), json!({"phase": "Pending", "containerStatuses": [
-                    {"name": "app", "ready": false, "state": {"waiting": {"reason": "ContainerCreating"}}}]})),
+                pod(
+                    one_container(),
+                    json!({"phase": "Pending", "containerStatuses": [
+                    {"name": "app", "ready": false, "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
+                ),
                 ["0/1", "ContainerCreating", "0"],
             ),
             (
@@ -297,138 +303,188 @@ mod tests {
             ),
             (
                 "crash loop with last restart time",
-                pod(one_container(), json!({"phase": "Running", "containerStatuses": [
+                pod(
+                    one_container(),
+                    json!({"phase": "Running", "containerStatuses": [
                     {"name": "app", "ready": false, "restartCount": 5,
                      "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-                     "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2024-01-01T00:55:00Z"}}}]})),
+                     "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2024-01-01T00:55:00Z"}}}]}),
+                ),
                 ["0/1", "CrashLoopBackOff", "5 (5m ago)"],
             ),
             (
                 "restarts without a termination time print the bare count",
-                pod(one_container(), json!({"phase": "Running", "containerStatuses": [
-                    {"name": "app", "ready": true, "restartCount": 2, "state": {"running": {}}}]})),
+                pod(
+                    one_container(),
+                    json!({"phase": "Running", "containerStatuses": [
+                    {"name": "app", "ready": true, "restartCount": 2, "state": {"running": {}}}]}),
+                ),
                 ["1/1", "Running", "2"],
             ),
             (
                 "completed",
-                pod(one_container(), json!({"phase": "Succeeded", "containerStatuses": [
-                    {"name": "app", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]})),
+                pod(
+                    one_container(),
+                    json!({"phase": "Succeeded", "containerStatuses": [
+                    {"name": "app", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}),
+                ),
                 ["0/1", "Completed", "0"],
             ),
             (
                 "terminated without reason shows the exit code",
-                pod(one_container(), json!({"phase": "Failed", "containerStatuses": [
-                    {"name": "app", "state": {"terminated": {"exitCode": 137}}}]})),
+                pod(
+                    one_container(),
+                    json!({"phase": "Failed", "containerStatuses": [
+                    {"name": "app", "state": {"terminated": {"exitCode": 137}}}]}),
+                ),
                 ["0/1", "ExitCode:137", "0"],
             ),
             (
                 "terminated by signal without reason",
-                pod(one_container(), json!({"phase": "Failed", "containerStatuses": [
-                    {"name": "app", "state": {"terminated": {"exitCode": 0, "signal": 9}}}]})),
+                pod(
+                    one_container(),
+                    json!({"phase": "Failed", "containerStatuses": [
+                    {"name": "app", "state": {"terminated": {"exitCode": 0, "signal": 9}}}]}),
+                ),
                 ["0/1", "Signal:9", "0"],
             ),
             (
                 "terminating",
-                with_deletion(pod(one_container(), json!({"phase": "Running", "containerStatuses": [
-                    {"name": "app", "ready": true, "state": {"running": {}}}]}))),
+                with_deletion(pod(
+                    one_container(),
+                    json!({"phase": "Running", "containerStatuses": [
+                    {"name": "app", "ready": true, "state": {"running": {}}}]}),
+                )),
                 ["1/1", "Terminating", "0"],
             ),
             (
                 "a finished pod being deleted keeps its reason",
-                with_deletion(pod(one_container(), json!({"phase": "Succeeded", "containerStatuses": [
-                    {"name": "app", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}))),
+                with_deletion(pod(
+                    one_container(),
+                    json!({"phase": "Succeeded", "containerStatuses": [
+                    {"name": "app", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}),
+                )),
                 ["0/1", "Completed", "0"],
             ),
             (
                 "deleted on a lost node",
-                with_deletion(pod(one_container(), json!({"phase": "Running", "reason": "NodeLost"}))),
+                with_deletion(pod(
+                    one_container(),
+                    json!({"phase": "Running", "reason": "NodeLost"}),
+                )),
                 ["0/1", "Unknown", "0"],
             ),
             (
                 "evicted pods show the status reason",
-                pod(one_container(), json!({"phase": "Failed", "reason": "Evicted"})),
+                pod(
+                    one_container(),
+                    json!({"phase": "Failed", "reason": "Evicted"}),
+                ),
                 ["0/1", "Evicted", "0"],
             ),
             (
                 "scheduling gated",
-                pod(one_container(), json!({"phase": "Pending", "conditions": [
-                    {"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]})),
+                pod(
+                    one_container(),
+                    json!({"phase": "Pending", "conditions": [
+                    {"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]}),
+                ),
                 ["0/1", "SchedulingGated", "0"],
             ),
             (
                 "first init container running",
-                pod(json!({"initContainers": [{"name": "init"}], "containers": [{"name": "app"}]}),
+                pod(
+                    json!({"initContainers": [{"name": "init"}], "containers": [{"name": "app"}]}),
                     json!({"phase": "Pending", "initContainerStatuses": [
                         {"name": "init", "state": {"running": {}}}],
-                        "containerStatuses": [{"name": "app", "state": {"waiting": {"reason": "PodInitializing"}}}]})),
+                        "containerStatuses": [{"name": "app", "state": {"waiting": {"reason": "PodInitializing"}}}]}),
+                ),
                 ["0/1", "Init:0/1", "0"],
             ),
             (
                 "second init container waiting to start",
-                pod(json!({"initContainers": [{"name": "a"}, {"name": "b"}], "containers": [{"name": "app"}]}),
+                pod(
+                    json!({"initContainers": [{"name": "a"}, {"name": "b"}], "containers": [{"name": "app"}]}),
                     json!({"phase": "Pending", "initContainerStatuses": [
                         {"name": "a", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}},
-                        {"name": "b", "state": {"waiting": {"reason": "PodInitializing"}}}]})),
+                        {"name": "b", "state": {"waiting": {"reason": "PodInitializing"}}}]}),
+                ),
                 ["0/1", "Init:1/2", "0"],
             ),
             (
                 "init container crash looping",
-                pod(json!({"initContainers": [{"name": "init"}], "containers": [{"name": "app"}]}),
+                pod(
+                    json!({"initContainers": [{"name": "init"}], "containers": [{"name": "app"}]}),
                     json!({"phase": "Pending", "initContainerStatuses": [
                         {"name": "init", "restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-                         "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2024-01-01T00:58:00Z"}}}]})),
+                         "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2024-01-01T00:58:00Z"}}}]}),
+                ),
                 ["0/1", "Init:CrashLoopBackOff", "3 (2m ago)"],
             ),
             (
                 "init container failed with a reason",
-                pod(json!({"initContainers": [{"name": "init"}], "containers": [{"name": "app"}]}),
+                pod(
+                    json!({"initContainers": [{"name": "init"}], "containers": [{"name": "app"}]}),
                     json!({"phase": "Failed", "initContainerStatuses": [
-                        {"name": "init", "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]})),
+                        {"name": "init", "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}),
+                ),
                 ["0/1", "Init:Error", "0"],
             ),
             (
                 "init container failed without a reason",
-                pod(json!({"initContainers": [{"name": "init"}], "containers": [{"name": "app"}]}),
+                pod(
+                    json!({"initContainers": [{"name": "init"}], "containers": [{"name": "app"}]}),
                     json!({"phase": "Failed", "initContainerStatuses": [
-                        {"name": "init", "state": {"terminated": {"exitCode": 2}}}]})),
+                        {"name": "init", "state": {"terminated": {"exitCode": 2}}}]}),
+                ),
                 ["0/1", "Init:ExitCode:2", "0"],
             ),
             (
                 "init container killed by a signal",
-                pod(json!({"initContainers": [{"name": "init"}], "containers": [{"name": "app"}]}),
+                pod(
+                    json!({"initContainers": [{"name": "init"}], "containers": [{"name": "app"}]}),
                     json!({"phase": "Failed", "initContainerStatuses": [
-                        {"name": "init", "state": {"terminated": {"exitCode": 1, "signal": 9}}}]})),
+                        {"name": "init", "state": {"terminated": {"exitCode": 1, "signal": 9}}}]}),
+                ),
                 ["0/1", "Init:Signal:9", "0"],
             ),
             (
                 "init done, main container starting",
-                pod(json!({"initContainers": [{"name": "init"}], "containers": [{"name": "app"}]}),
+                pod(
+                    json!({"initContainers": [{"name": "init"}], "containers": [{"name": "app"}]}),
                     json!({"phase": "Pending", "initContainerStatuses": [
                         {"name": "init", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}],
-                        "containerStatuses": [{"name": "app", "state": {"waiting": {"reason": "PodInitializing"}}}]})),
+                        "containerStatuses": [{"name": "app", "state": {"waiting": {"reason": "PodInitializing"}}}]}),
+                ),
                 ["0/1", "PodInitializing", "0"],
             ),
             (
                 "one container completed while another still runs, pod not ready",
-                pod(json!({"containers": [{"name": "a"}, {"name": "b"}]}),
+                pod(
+                    json!({"containers": [{"name": "a"}, {"name": "b"}]}),
                     json!({"phase": "Running", "containerStatuses": [
                         {"name": "a", "ready": true, "state": {"running": {}}},
-                        {"name": "b", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]})),
+                        {"name": "b", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}),
+                ),
                 ["1/2", "NotReady", "0"],
             ),
             (
                 "one container completed while another still runs, pod ready",
-                pod(json!({"containers": [{"name": "a"}, {"name": "b"}]}),
+                pod(
+                    json!({"containers": [{"name": "a"}, {"name": "b"}]}),
                     json!({"phase": "Running",
                         "conditions": [{"type": "Ready", "status": "True"}],
                         "containerStatuses": [
                         {"name": "a", "ready": true, "state": {"running": {}}},
-                        {"name": "b", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]})),
+                        {"name": "b", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}),
+                ),
                 ["1/2", "Running", "0"],
             ),
             (
                 "sidecars count toward ready and restarts",
-                pod(sidecar_spec.clone(), json!({"phase": "Running",
+                pod(
+                    sidecar_spec.clone(),
+                    json!({"phase": "Running",
                     "conditions": [{"type": "Initialized", "status": "True"}],
                     "initContainerStatuses": [
                         {"name": "proxy", "started": true, "ready": true, "restartCount": 1,
@@ -436,14 +492,18 @@ mod tests {
                          "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2024-01-01T00:30:00Z"}}}],
                     "containerStatuses": [
                         {"name": "app", "ready": true, "restartCount": 2, "state": {"running": {}},
-                         "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2024-01-01T00:50:00Z"}}}]})),
+                         "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2024-01-01T00:50:00Z"}}}]}),
+                ),
                 ["2/2", "Running", "3 (10m ago)"],
             ),
             (
                 "a sidecar that has not started holds initialization",
-                pod(sidecar_spec, json!({"phase": "Pending",
+                pod(
+                    sidecar_spec,
+                    json!({"phase": "Pending",
                     "initContainerStatuses": [
-                        {"name": "proxy", "started": false, "state": {"waiting": {"reason": "ContainerCreating"}}}]})),
+                        {"name": "proxy", "started": false, "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
+                ),
                 ["0/2", "Init:ContainerCreating", "0"],
             ),
             (
@@ -474,12 +534,20 @@ mod tests {
         let row = cells(&p, now());
         assert_eq!(row[0], json!("web"));
         assert_eq!(row[4], json!("60m"));
-        assert_eq!(row[5..], [json!("10.42.0.5"), json!("n1"), json!("n2"), json!("1/2")]);
+        assert_eq!(
+            row[5..],
+            [json!("10.42.0.5"), json!("n1"), json!("n2"), json!("1/2")]
+        );
 
         let bare = pod(one_container(), json!({"phase": "Pending"}));
         assert_eq!(
             cells(&bare, now())[5..],
-            [json!("<none>"), json!("<none>"), json!("<none>"), json!("<none>")]
+            [
+                json!("<none>"),
+                json!("<none>"),
+                json!("<none>"),
+                json!("<none>")
+            ]
         );
 
         let legacy_ip = pod(one_container(), json!({"podIP": "10.0.0.1"}));

@@ -376,7 +376,16 @@ mod tests {
                 json!({"metadata": {"name": "web", "creationTimestamp": "2024-01-01T00:00:00Z"},
                        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "template": template()},
                        "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}}),
-                json!(["web", "2/3", 3, 2, "60m", "app,side", "nginx:1.27,busybox", "app=web"]),
+                json!([
+                    "web",
+                    "2/3",
+                    3,
+                    2,
+                    "60m",
+                    "app,side",
+                    "nginx:1.27,busybox",
+                    "app=web"
+                ]),
             ),
             (
                 json!({"metadata": {"name": "scaled-down"}, "spec": {"replicas": 0, "selector": {}}}),
@@ -398,7 +407,16 @@ mod tests {
                         "status": {"replicas": 2, "readyReplicas": 1}});
         assert_eq!(
             Value::Array(replica_set(&rs, now())),
-            json!(["web-5d9", 2, 2, 1, "<unknown>", "app,side", "nginx:1.27,busybox", "app=web"])
+            json!([
+                "web-5d9",
+                2,
+                2,
+                1,
+                "<unknown>",
+                "app,side",
+                "nginx:1.27,busybox",
+                "app=web"
+            ])
         );
         let sts = json!({"metadata": {"name": "db"}, "spec": {"replicas": 3, "template": template()}, "status": {"readyReplicas": 3}});
         assert_eq!(
@@ -411,41 +429,70 @@ mod tests {
             "status": {"desiredNumberScheduled": 3, "currentNumberScheduled": 3, "numberReady": 2, "updatedNumberScheduled": 3, "numberAvailable": 2}});
         assert_eq!(
             Value::Array(daemon_set(&ds, now())),
-            json!(["agent", 3, 3, 2, 3, 2, "kubernetes.io/os=linux", "<unknown>", "a", "agent:1", "app=agent"])
+            json!([
+                "agent",
+                3,
+                3,
+                2,
+                3,
+                2,
+                "kubernetes.io/os=linux",
+                "<unknown>",
+                "a",
+                "agent:1",
+                "app=agent"
+            ])
         );
     }
 
     #[test]
     fn controller_revisions_name_their_owner() {
         let cases = [
-            (json!([{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "controller": true}]), "daemonset.apps/agent"),
-            (json!([{"apiVersion": "v1", "kind": "Pod", "name": "p", "controller": true}]), "pod/p"),
-            (json!([{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent"}]), "<none>"),
+            (
+                json!([{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "controller": true}]),
+                "daemonset.apps/agent",
+            ),
+            (
+                json!([{"apiVersion": "v1", "kind": "Pod", "name": "p", "controller": true}]),
+                "pod/p",
+            ),
+            (
+                json!([{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent"}]),
+                "<none>",
+            ),
             (json!([]), "<none>"),
         ];
         for (owners, want) in cases {
             let obj = json!({"metadata": {"name": "agent-7c9", "ownerReferences": owners}, "revision": 4});
             assert_eq!(
                 controller_revision(&obj, now()),
-                vec![json!("agent-7c9"), json!(want), json!(4), json!("<unknown>")]
+                vec![
+                    json!("agent-7c9"),
+                    json!(want),
+                    json!(4),
+                    json!("<unknown>")
+                ]
             );
         }
     }
 
     #[test]
     fn jobs_show_status_completions_and_duration() {
-        let job_obj = |spec: Value, status: Value| {
-            json!({"metadata": {"name": "pi", "creationTimestamp": "2024-01-01T00:00:00Z"}, "spec": spec, "status": status})
-        };
+        let job_obj = |spec: Value, status: Value| json!({"metadata": {"name": "pi", "creationTimestamp": "2024-01-01T00:00:00Z"}, "spec": spec, "status": status});
         let cases = [
             (
-                job_obj(json!({"completions": 1, "parallelism": 1}),
+                job_obj(
+                    json!({"completions": 1, "parallelism": 1}),
                     json!({"succeeded": 1, "startTime": "2024-01-01T00:00:00Z", "completionTime": "2024-01-01T00:00:42Z",
-                           "conditions": [{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}]})),
+                           "conditions": [{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}]}),
+                ),
                 ["Complete", "1/1", "42s"],
             ),
             (
-                job_obj(json!({"completions": 3}), json!({"succeeded": 1, "startTime": "2024-01-01T00:55:00Z"})),
+                job_obj(
+                    json!({"completions": 3}),
+                    json!({"succeeded": 1, "startTime": "2024-01-01T00:55:00Z"}),
+                ),
                 ["Running", "1/3", "5m"],
             ),
             (
@@ -453,26 +500,42 @@ mod tests {
                 ["Running", "0/1 of 4", ""],
             ),
             (
-                job_obj(json!({}), json!({"conditions": [{"type": "Failed", "status": "True"}]})),
+                job_obj(
+                    json!({}),
+                    json!({"conditions": [{"type": "Failed", "status": "True"}]}),
+                ),
                 ["Failed", "0/1", ""],
             ),
             (
-                job_obj(json!({"completions": 1}), json!({"conditions": [{"type": "Suspended", "status": "True"}]})),
+                job_obj(
+                    json!({"completions": 1}),
+                    json!({"conditions": [{"type": "Suspended", "status": "True"}]}),
+                ),
                 ["Suspended", "0/1", ""],
             ),
             (
-                job_obj(json!({"completions": 1}), json!({"conditions": [{"type": "FailureTarget", "status": "True"}]})),
+                job_obj(
+                    json!({"completions": 1}),
+                    json!({"conditions": [{"type": "FailureTarget", "status": "True"}]}),
+                ),
                 ["FailureTarget", "0/1", ""],
             ),
             (
-                job_obj(json!({"completions": 1}), json!({"conditions": [{"type": "Complete", "status": "False"}, {"type": "Complete", "status": "True"}]})),
+                job_obj(
+                    json!({"completions": 1}),
+                    json!({"conditions": [{"type": "Complete", "status": "False"}, {"type": "Complete", "status": "True"}]}),
+                ),
                 ["Running", "0/1", ""],
             ),
         ];
         for (obj, [status, completions, took]) in cases {
             let row = job(&obj, now());
             assert_eq!(row.len(), 8);
-            assert_eq!(row[1..4], [json!(status), json!(completions), json!(took)], "{obj}");
+            assert_eq!(
+                row[1..4],
+                [json!(status), json!(completions), json!(took)],
+                "{obj}"
+            );
             assert_eq!(row[4], json!("60m"));
         }
         let mut deleting = job_obj(json!({"completions": 1}), json!({}));
@@ -488,10 +551,24 @@ mod tests {
             "status": {"active": [{"name": "nightly-1"}], "lastScheduleTime": "2024-01-01T00:58:00Z"}});
         assert_eq!(
             Value::Array(cron_job(&cj, now())),
-            json!(["nightly", "0 3 * * *", "Etc/UTC", "False", 1, "2m", "60m", "app,side", "nginx:1.27,busybox", "<none>"])
+            json!([
+                "nightly",
+                "0 3 * * *",
+                "Etc/UTC",
+                "False",
+                1,
+                "2m",
+                "60m",
+                "app,side",
+                "nginx:1.27,busybox",
+                "<none>"
+            ])
         );
         let bare = cron_job(&json!({"metadata": {"name": "x"}}), now());
-        assert_eq!(bare[2..6], [json!("<none>"), json!("<unset>"), json!(0), json!("<none>")]);
+        assert_eq!(
+            bare[2..6],
+            [json!("<none>"), json!("<unset>"), json!(0), json!("<none>")]
+        );
     }
 
     #[test]
@@ -517,7 +594,11 @@ mod tests {
                 json!([{"type": "Resource", "resource": {"name": "memory", "current": {"averageValue": "50Mi"}}}]),
                 "memory: 50Mi/100Mi, cpu: <unknown>/80%",
             ),
-            (json!([cpu, mem, pods]), json!([]), "cpu: <unknown>/80%, memory: <unknown>/100Mi + 1 more..."),
+            (
+                json!([cpu, mem, pods]),
+                json!([]),
+                "cpu: <unknown>/80%, memory: <unknown>/100Mi + 1 more...",
+            ),
             (
                 json!([{"type": "External", "external": {"target": {"type": "Value", "value": "5"}}}]),
                 json!([{"type": "External", "external": {"current": {"value": "7"}}}]),
@@ -542,7 +623,15 @@ mod tests {
             "status": {"currentReplicas": 2, "currentCPUUtilizationPercentage": 20}});
         assert_eq!(
             Value::Array(horizontal_pod_autoscaler(&v1, now())),
-            json!(["old", "Deployment/old", "cpu: 20%/50%", "<unset>", 5, 2, "<unknown>"])
+            json!([
+                "old",
+                "Deployment/old",
+                "cpu: 20%/50%",
+                "<unset>",
+                5,
+                2,
+                "<unknown>"
+            ])
         );
     }
 
@@ -554,6 +643,9 @@ mod tests {
             json!(["web", "2", "N/A", 1, "<unknown>"])
         );
         let pct = json!({"metadata": {"name": "db"}, "spec": {"maxUnavailable": "25%"}});
-        assert_eq!(pod_disruption_budget(&pct, now())[1..4], [json!("N/A"), json!("25%"), json!(0)]);
+        assert_eq!(
+            pod_disruption_budget(&pct, now())[1..4],
+            [json!("N/A"), json!("25%"), json!(0)]
+        );
     }
 }
