@@ -1,0 +1,1 @@
+//! Behaviour tests of apply and update tracking over a small fake schema.
