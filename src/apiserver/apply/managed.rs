@@ -283,11 +283,11 @@ impl Managed {
                 ManagerKey::new("ancient-changes", Operation::Update, &vs.api_version, None);
             match first_per_version.get(&vs.api_version) {
                 Some(first) => {
-                    if !self.fields.contains_key(&bucket) {
-                        if let Some(first_set) = self.fields.remove(first) {
-                            self.times.remove(first);
-                            self.fields.insert(bucket.clone(), first_set);
-                        }
+                    if !self.fields.contains_key(&bucket)
+                        && let Some(first_set) = self.fields.remove(first)
+                    {
+                        self.times.remove(first);
+                        self.fields.insert(bucket.clone(), first_set);
                     }
                     let entry = self
                         .fields

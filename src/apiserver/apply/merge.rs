@@ -87,10 +87,10 @@ impl<'a> Typer<'a> {
         // Duplicated live items have no single value to merge with: they merge as null.
         let mut observed_lhs: BTreeMap<&PathElement, &Value> = BTreeMap::new();
         for (pe, i) in &lhs_pes {
-            if let (Some(pe), Some(v)) = (pe, lhs.get(*i)) {
-                if observed_lhs.insert(pe, v).is_some() {
-                    observed_lhs.insert(pe, &NULL);
-                }
+            if let (Some(pe), Some(v)) = (pe, lhs.get(*i))
+                && observed_lhs.insert(pe, v).is_some()
+            {
+                observed_lhs.insert(pe, &NULL);
             }
         }
         let mut observed_rhs: BTreeMap<&PathElement, &Value> = BTreeMap::new();

@@ -273,7 +273,9 @@ fn create_via_apply_records_upstream_fields_v1() {
 #[test]
 fn reapply_without_a_field_removes_it() {
     let live = stored(do_apply(None, &nginx(3), "kubectl", false, T0).unwrap());
-    let cases: [(&str, fn(&mut Value), fn(&Value) -> bool); 4] = [
+    type Edit = fn(&mut Value);
+    type Check = fn(&Value) -> bool;
+    let cases: [(&str, Edit, Check); 4] = [
         (
             "scalar",
             |c| {

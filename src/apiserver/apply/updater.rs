@@ -130,13 +130,13 @@ impl<'a> Ctx<'a> {
         {
             return Err(ApplyError::ManagedFieldsInConfig);
         }
-        if let Some(found) = config.get("apiVersion").and_then(Value::as_str) {
-            if found != self.api_version {
-                return Err(ApplyError::VersionMismatch {
-                    found: found.to_owned(),
-                    expected: self.api_version.to_owned(),
-                });
-            }
+        if let Some(found) = config.get("apiVersion").and_then(Value::as_str)
+            && found != self.api_version
+        {
+            return Err(ApplyError::VersionMismatch {
+                found: found.to_owned(),
+                expected: self.api_version.to_owned(),
+            });
         }
         let mut path = Vec::new();
         self.typer
