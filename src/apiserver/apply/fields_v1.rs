@@ -232,7 +232,7 @@ fn merged_entries(set: &FieldSet) -> Vec<(&PathElement, bool, Option<&FieldSet>)
 }
 
 /// Writes a JSON value as Go's encoding/json would: sorted map keys, HTML-safe escaping.
-fn write_go_json(out: &mut String, value: &Value) {
+pub(crate) fn write_go_json(out: &mut String, value: &Value) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),

@@ -6,6 +6,7 @@
 mod compare;
 pub mod fieldpath;
 pub mod fields_v1;
+pub mod last_applied;
 pub mod managed;
 mod merge;
 mod typed;

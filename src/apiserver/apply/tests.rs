@@ -641,3 +641,42 @@ fn default_manager_is_the_user_agent_prefix() {
         assert_eq!(default_manager(ua), want, "{ua:?}");
     }
 }
+
+#[test]
+fn kubectl_takes_over_fields_the_last_applied_annotation_agrees_with() {
+    let annotation = "kubectl.kubernetes.io/last-applied-configuration";
+    let mut created = nginx(3);
+    created["metadata"]["annotations"] =
+        json!({annotation: serde_json::to_string(&nginx(3)).unwrap()});
+    do_update(None, &mut created, "kubectl-client-side-apply", T0);
+    let live = stored(created);
+
+    // Another tool under another name conflicts as usual.
+    assert!(matches!(
+        do_apply(Some(&live), &nginx(5), "helm", false, T1),
+        Err(ApplyError::Conflicts(_))
+    ));
+
+    // kubectl's server-side apply takes replicas: the annotation still says what is live.
+    let out = do_apply(Some(&live), &nginx(5), "kubectl", false, T1).unwrap();
+    assert_eq!(out["spec"]["replicas"], 5);
+    assert!(fields_of(&out, "kubectl").contains("f:replicas"));
+    let rewritten = out["metadata"]["annotations"][annotation].as_str().unwrap();
+    assert!(
+        rewritten
+            .starts_with(r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"labels""#),
+        "{rewritten}"
+    );
+    assert!(rewritten.ends_with("}\n"));
+    assert!(rewritten.contains(r#""replicas":5"#));
+
+    // Once someone else changed replicas, the annotation no longer vouches for it.
+    let mut scaled = live.clone();
+    scaled["spec"]["replicas"] = json!(4);
+    do_update(Some(&live), &mut scaled, "kubectl-scale", T1);
+    let err = do_apply(Some(&scaled), &nginx(5), "kubectl", false, T2).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"Apply failed with 1 conflict: conflict with "kubectl-scale" using apps/v1: .spec.replicas"#
+    );
+}

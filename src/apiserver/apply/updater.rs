@@ -3,13 +3,15 @@
 //! fieldmanager chain: skip-non-applied, cap managers, build manager info, strip metadata,
 //! structured merge.
 
+use std::collections::BTreeSet;
+
 use serde_json::{Map, Value};
 
 use super::compare::Comparison;
 use super::fieldpath::{FieldSet, set_from_dotted, values_equal};
 use super::managed::{Managed, ManagerKey, Operation, VersionedSet};
 use super::typed::{Pos, Typer};
-use super::{ApplyError, Conflict, MAX_UPDATE_MANAGERS};
+use super::{ApplyError, Conflict, MAX_UPDATE_MANAGERS, last_applied};
 use crate::apiserver::schema::{TypeInfo, TypeRef};
 
 /// The manager upstream records for fields that existed before the first apply to an
@@ -114,7 +116,44 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Upstream's last-applied manager and updater around the apply itself.
     fn apply(
+        &self,
+        live: Option<&Value>,
+        config: &Value,
+        manager: &str,
+        force: bool,
+    ) -> Result<Value, ApplyError> {
+        let mut out = match self.apply_once(live, config, manager, force) {
+            Err(ApplyError::Conflicts(conflicts)) if manager == last_applied::KUBECTL_MANAGER => {
+                // Moving from client-side to server-side apply: fields the last-applied
+                // annotation still agrees with may be taken over.
+                let allowed = live.and_then(|l| {
+                    last_applied::allowed_conflicts(self.typer, self.root, l, self.api_version)
+                });
+                let Some(allowed) = allowed else {
+                    return Err(ApplyError::Conflicts(conflicts));
+                };
+                let allowed: BTreeSet<String> =
+                    allowed.paths().iter().map(ToString::to_string).collect();
+                let remaining: Vec<Conflict> = conflicts
+                    .into_iter()
+                    .filter(|c| !allowed.contains(&c.field_path))
+                    .collect();
+                if !remaining.is_empty() {
+                    return Err(ApplyError::Conflicts(remaining));
+                }
+                self.apply_once(live, config, manager, true)?
+            }
+            other => other?,
+        };
+        if manager == last_applied::KUBECTL_MANAGER {
+            last_applied::update_annotation(&mut out, config);
+        }
+        Ok(out)
+    }
+
+    fn apply_once(
         &self,
         live: Option<&Value>,
         config: &Value,
