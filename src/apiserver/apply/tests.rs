@@ -680,3 +680,24 @@ fn kubectl_takes_over_fields_the_last_applied_annotation_agrees_with() {
         r#"Apply failed with 1 conflict: conflict with "kubectl-scale" using apps/v1: .spec.replicas"#
     );
 }
+
+#[test]
+fn null_fields_in_the_configuration_are_not_stored() {
+    let live = stored(do_apply(None, &nginx(3), "kubectl", false, T0).unwrap());
+    let mut config = nginx(3);
+    config["spec"]["template"]["metadata"]["creationTimestamp"] = Value::Null;
+    let out = do_apply(Some(&live), &config, "kubectl", false, T1).unwrap();
+    assert!(
+        out["spec"]["template"]["metadata"]
+            .get("creationTimestamp")
+            .is_none()
+    );
+    assert_eq!(
+        out["metadata"]["managedFields"][0]["time"], T0,
+        "nothing changed, so the time stays"
+    );
+    assert!(
+        fields_of(&out, "kubectl").contains("f:creationTimestamp"),
+        "the applier still owns what it sent"
+    );
+}

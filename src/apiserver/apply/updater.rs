@@ -235,14 +235,19 @@ impl<'a> Ctx<'a> {
                 managed.fields.remove(&key);
             }
         }
-        let mut out = if values_equal(&live_obj, &merged) {
+        // Nulls are compared away as the round trip through a typed object drops them
+        // upstream: a configuration that only spells out `null`s changes nothing.
+        let mut merged = merged;
+        self.typer.strip_nulls(self.root, &mut merged);
+        let mut live_stripped = live_obj.clone();
+        self.typer.strip_nulls(self.root, &mut live_stripped);
+        let mut out = if values_equal(&live_stripped, &merged) {
             // A no-op apply keeps the live object and the applier's previous time.
             live_obj
         } else {
             managed.times.insert(key, self.now.to_owned());
             merged
         };
-        self.typer.strip_nulls(self.root, &mut out);
         set_managed_fields(&mut out, &managed);
         Ok(out)
     }
