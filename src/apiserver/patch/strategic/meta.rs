@@ -90,6 +90,8 @@ impl<'a> Lookup<'a> {
         };
         match ty {
             TypeRef::Array(item) => (self.resolve(item), meta),
+            // Upstream treats a list held by a struct-typed field as a list of that struct.
+            TypeRef::Object(_) => (self.resolve(ty), meta),
             _ => (Schema::Untyped, meta),
         }
     }

@@ -137,14 +137,17 @@ impl<'a> Merger<'a> {
                         Value::Array(l) => l,
                         _ => Vec::new(),
                     };
-                    *current = Value::Array(self.merge_list_field(
-                        &key,
-                        current_list,
-                        patch_list,
-                        sub,
-                        meta,
-                        is_delete_list,
-                    )?);
+                    *current = Value::Array(
+                        self.merge_list_field(
+                            &key,
+                            current_list,
+                            patch_list,
+                            sub,
+                            meta,
+                            is_delete_list,
+                        )?
+                        .items,
+                    );
                 }
                 scalar => *current = scalar,
             }
@@ -161,7 +164,7 @@ impl<'a> Merger<'a> {
         schema: Schema<'a>,
         meta: PatchMeta<'a>,
         is_delete_list: bool,
-    ) -> Result<Vec<Value>, PatchError> {
+    ) -> Result<MergedList, PatchError> {
         if meta.strategy == Strategy::Merge || is_delete_list {
             self.merge_list(
                 field,
@@ -172,7 +175,10 @@ impl<'a> Merger<'a> {
                 is_delete_list,
             )
         } else {
-            Ok(patch)
+            Ok(MergedList {
+                items: patch,
+                original_view: original,
+            })
         }
     }
 
@@ -185,40 +191,58 @@ impl<'a> Merger<'a> {
         schema: Schema<'a>,
         merge_key: Option<&'a str>,
         is_delete_list: bool,
-    ) -> Result<Vec<Value>, PatchError> {
+    ) -> Result<MergedList, PatchError> {
         if original.is_empty() && patch.is_empty() {
-            return Ok(original);
+            return Ok(MergedList {
+                items: Vec::new(),
+                original_view: original,
+            });
         }
         let kind = element_kind(field, &[&original, &patch])?;
-        let (merged, patch, original) = if kind != GoKind::Map {
+        let (merged, patch, server_order, original_view) = if kind != GoKind::Map {
             if is_delete_list {
-                return Ok(delete_from(original, &patch));
+                return Ok(MergedList {
+                    items: delete_from(original.clone(), &patch),
+                    original_view: original,
+                });
             }
             let mut both = original.clone();
             both.extend(patch.iter().cloned());
-            (deduplicate(both), patch, original)
+            (deduplicate(both), patch, original.clone(), original)
         } else {
             let Some(key) = merge_key else {
                 return Err(PatchError::NoMergeKeyForType {
                     type_name: schema.name(),
                 });
             };
-            let (original, patch) = merge_special_items(original, patch, key)?;
-            let merged = self.merge_items_by_key(original.clone(), &patch, key, schema)?;
-            (merged, patch, original)
+            let special = merge_special_items(original, patch, key)?;
+            let merged =
+                self.merge_items_by_key(special.original.clone(), &special.patch, key, schema)?;
+            let mut view = special.backing;
+            if !special.replaced {
+                // Merged and appended items land in the original's backing array too.
+                for (slot, item) in view.iter_mut().zip(merged.iter()) {
+                    *slot = item.clone();
+                }
+            }
+            (merged, special.patch, special.original, view)
         };
         let (patch_items, server_only) = match merge_key {
             None => partition_primitives(merged, &patch),
             Some(key) => partition_maps(merged, &patch, key)?,
         };
-        normalize_element_order(
+        let items = normalize_element_order(
             patch_items,
             server_only,
             &patch,
-            &original,
+            &server_order,
             merge_key.unwrap_or(""),
             kind,
-        )
+        )?;
+        Ok(MergedList {
+            items,
+            original_view,
+        })
     }
 
     /// Merges each patch item into the original item with the same merge key value, or appends
@@ -311,11 +335,15 @@ impl<'a> Merger<'a> {
                 merge_key,
             )?;
 
-            let merged = match (&original_list, &patch_list) {
-                (Some(o), None) => o.clone(),
-                (None, Some(p)) => p.iter().cloned().filter_map(remove_directives).collect(),
+            let (merged, original_view) = match (original_list, &patch_list) {
+                (Some(o), None) => (o.clone(), o),
+                (None, Some(p)) => (
+                    p.iter().cloned().filter_map(remove_directives).collect(),
+                    Vec::new(),
+                ),
                 (Some(o), Some(p)) => {
-                    self.merge_list_field(&field, o.clone(), p.clone(), sub, meta, false)?
+                    let merged = self.merge_list_field(&field, o, p.clone(), sub, meta, false)?;
+                    (merged.items, merged.original_view)
                 }
                 (None, None) => continue,
             };
@@ -324,16 +352,15 @@ impl<'a> Merger<'a> {
             } else {
                 partition_maps(merged, &order, merge_key)?
             };
-            let original_list = original_list.unwrap_or_default();
             let kind = element_kind(
                 &field,
-                &[&original_list, patch_list.as_deref().unwrap_or(&[])],
+                &[&original_view, patch_list.as_deref().unwrap_or(&[])],
             )?;
             let ordered = normalize_element_order(
                 patch_items,
                 server_only,
                 &order,
-                &original_list,
+                &original_view,
                 merge_key,
                 kind,
             )?;
@@ -344,14 +371,35 @@ impl<'a> Merger<'a> {
     }
 }
 
-/// Upstream's `mergeSliceWithSpecialElements`: applies `$patch: delete|replace` list items and
-/// returns the original and the patch without them.
+/// A merged list, and the original list as upstream's caller sees it afterwards.
+///
+/// Upstream deletes list items by shifting them out in place and appends new items into the
+/// freed slots, so a caller that later orders by "the live list" (the `$setElementOrder` path)
+/// orders by that rewritten array; reproducing it keeps the resulting order identical.
+struct MergedList {
+    items: Vec<Value>,
+    original_view: Vec<Value>,
+}
+
+/// The outcome of applying `$patch` list items.
+struct SpecialItems {
+    /// The original without deleted items, or the replacement list.
+    original: Vec<Value>,
+    /// The patch without directive items (empty after a replace).
+    patch: Vec<Value>,
+    /// The original's backing array after the in-place deletions.
+    backing: Vec<Value>,
+    replaced: bool,
+}
+
+/// Upstream's `mergeSliceWithSpecialElements`: applies `$patch: delete|replace` list items.
 fn merge_special_items(
     original: Vec<Value>,
     patch: Vec<Value>,
     merge_key: &str,
-) -> Result<(Vec<Value>, Vec<Value>), PatchError> {
-    let mut original = original;
+) -> Result<SpecialItems, PatchError> {
+    let mut backing = original;
+    let mut len = backing.len();
     let mut plain = Vec::with_capacity(patch.len());
     let mut replace = false;
     for item in patch {
@@ -364,19 +412,21 @@ fn merge_special_items(
                 let Some(value) = item.get(merge_key) else {
                     return Err(no_merge_key(&item, merge_key));
                 };
-                if let Some((bad, found)) = original
+                while let Some(i) = backing
                     .iter()
-                    .enumerate()
-                    .find(|(_, v)| !v.is_object())
-                    .map(|(i, v)| (i, json_type(v)))
+                    .take(len)
+                    .position(|v| v.get(merge_key) == Some(value))
                 {
-                    return Err(PatchError::WrongType {
-                        field: format!("list item {bad}"),
-                        expected: "object",
-                        found,
-                    });
+                    // Shift the tail left by copying, leaving the old last item behind.
+                    for k in i..len.saturating_sub(1) {
+                        if let Some(next) = backing.get(k + 1).cloned()
+                            && let Some(slot) = backing.get_mut(k)
+                        {
+                            *slot = next;
+                        }
+                    }
+                    len -= 1;
                 }
-                original.retain(|v| v.get(merge_key) != Some(value));
             }
             Some("replace") => replace = true,
             Some("merge") => return Err(PatchError::MergeDirectiveInList),
@@ -387,11 +437,22 @@ fn merge_special_items(
             }
         }
     }
-    if replace {
-        Ok((plain, Vec::new()))
+    let remaining: Vec<Value> = backing.iter().take(len).cloned().collect();
+    Ok(if replace {
+        SpecialItems {
+            original: plain,
+            patch: Vec::new(),
+            backing,
+            replaced: true,
+        }
     } else {
-        Ok((original, plain))
-    }
+        SpecialItems {
+            original: remaining,
+            patch: plain,
+            backing,
+            replaced: false,
+        }
+    })
 }
 
 /// Upstream's `applyRetainKeysDirective`: drops original fields not listed in `$retainKeys`
