@@ -122,3 +122,124 @@ fn fuzz_types() -> &'static TypeTable {
         TypeTable { objects }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Map, json};
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    const KEYS: &[&str] = &[
+        "metadata",
+        "spec",
+        "finalizers",
+        "labels",
+        "containers",
+        "volumes",
+        "strategy",
+        "raw",
+        "env",
+        "ports",
+        "args",
+        "name",
+        "containerPort",
+        "$patch",
+        "$retainKeys",
+        "$setElementOrder/containers",
+        "$setElementOrder/finalizers",
+        "$setElementOrder/env",
+        "$deleteFromPrimitiveList/finalizers",
+        "$deleteFromPrimitiveList/args",
+        "$setElementOrderX",
+        "$deleteFromPrimitiveList/",
+    ];
+    const STRINGS: &[&str] = &[
+        "a", "b", "delete", "replace", "merge", "name", "", "/x", "-1",
+    ];
+
+    fn value(rng: &mut Rng, depth: u32) -> Value {
+        let limit = if depth == 0 { 5 } else { 7 };
+        match rng.below(limit) {
+            0 => Value::Null,
+            1 => json!(rng.below(3) == 0),
+            2 => json!(rng.below(4)),
+            3 => json!(1.5),
+            4 => json!(STRINGS[rng.below(STRINGS.len() as u64) as usize]),
+            5 => Value::Array((0..rng.below(4)).map(|_| value(rng, depth - 1)).collect()),
+            _ => {
+                let mut map = Map::new();
+                for _ in 0..rng.below(5) {
+                    let key = KEYS[rng.below(KEYS.len() as u64) as usize];
+                    map.insert(key.to_string(), value(rng, depth - 1));
+                }
+                Value::Object(map)
+            }
+        }
+    }
+
+    fn json_patch_ops(rng: &mut Rng) -> Value {
+        let ops = ["add", "remove", "replace", "move", "copy", "test", "bogus"];
+        let paths = [
+            "",
+            "/",
+            "/spec",
+            "/spec/containers/0",
+            "/spec/containers/-",
+            "/metadata/labels/a",
+            "/x/-1",
+            "a/b",
+        ];
+        Value::Array(
+            (0..rng.below(5))
+                .map(|_| {
+                    json!({
+                        "op": ops[rng.below(ops.len() as u64) as usize],
+                        "path": paths[rng.below(paths.len() as u64) as usize],
+                        "from": paths[rng.below(paths.len() as u64) as usize],
+                        "value": value(rng, 2),
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn fuzz_patch_never_panics_on_random_bytes() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..2000 {
+            let len = rng.below(64) as usize;
+            let data: Vec<u8> = (0..len).map(|_| (rng.next() & 0xff) as u8).collect();
+            fuzz_patch(&data);
+        }
+    }
+
+    #[test]
+    fn fuzz_patch_never_panics_on_random_json_with_directives() {
+        let mut rng = Rng(0x0123_4567_89ab_cdef);
+        for round in 0..4000 {
+            let doc = value(&mut rng, 5);
+            let patch = if round % 3 == 0 {
+                json_patch_ops(&mut rng)
+            } else {
+                value(&mut rng, 5)
+            };
+            let mut data = serde_json::to_vec(&doc).unwrap();
+            data.push(0);
+            data.extend(serde_json::to_vec(&patch).unwrap());
+            fuzz_patch(&data);
+        }
+    }
+}

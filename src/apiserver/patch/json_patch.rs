@@ -391,3 +391,155 @@ fn container_remove(container: &mut Value, key: &str) -> Result<Value, Operation
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::patch::PatchErrorClass;
+    use serde_json::json;
+
+    #[test]
+    fn json_patch_applies_operations_like_kube_apiserver() {
+        let doc =
+            json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"list": [1, 2, 3]}});
+        let cases: Vec<(&str, Value, Value)> = vec![
+            (
+                "add sets an object member",
+                json!([{"op": "add", "path": "/metadata/labels/y", "value": "2"}]),
+                json!({"metadata": {"name": "a", "labels": {"x": "1", "y": "2"}}, "spec": {"list": [1, 2, 3]}}),
+            ),
+            (
+                "add inserts into a list and - appends",
+                json!([{"op": "add", "path": "/spec/list/0", "value": 0}, {"op": "add", "path": "/spec/list/-", "value": 4}]),
+                json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"list": [0, 1, 2, 3, 4]}}),
+            ),
+            (
+                "negative indices count from the end",
+                json!([{"op": "remove", "path": "/spec/list/-1"}, {"op": "replace", "path": "/spec/list/-2", "value": 9}]),
+                json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"list": [9, 2]}}),
+            ),
+            (
+                "replace of a missing object key adds it",
+                json!([{"op": "replace", "path": "/metadata/labels/new", "value": "v"}]),
+                json!({"metadata": {"name": "a", "labels": {"x": "1", "new": "v"}}, "spec": {"list": [1, 2, 3]}}),
+            ),
+            (
+                "add without a value adds null",
+                json!([{"op": "add", "path": "/spec/n"}]),
+                json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"list": [1, 2, 3], "n": null}}),
+            ),
+            (
+                "test of a missing key against null passes",
+                json!([{"op": "test", "path": "/spec/missing", "value": null}, {"op": "test", "path": "/metadata/name", "value": "a"}]),
+                doc.clone(),
+            ),
+            (
+                "move and copy",
+                json!([{"op": "copy", "from": "/metadata/name", "path": "/spec/name"}, {"op": "move", "from": "/metadata/labels", "path": "/spec/labels"}]),
+                json!({"metadata": {"name": "a"}, "spec": {"list": [1, 2, 3], "name": "a", "labels": {"x": "1"}}}),
+            ),
+            (
+                "escaped tokens",
+                json!([{"op": "add", "path": "/metadata/labels/a~1b~0c", "value": "v"}]),
+                json!({"metadata": {"name": "a", "labels": {"x": "1", "a/b~c": "v"}}, "spec": {"list": [1, 2, 3]}}),
+            ),
+            ("a null patch is empty", Value::Null, doc.clone()),
+        ];
+        for (name, patch, want) in cases {
+            let bytes = serde_json::to_vec(&patch).unwrap();
+            let got = json_patch(&doc, &bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn json_patch_errors_are_classified() {
+        use PatchErrorClass::{BadRequest, Invalid, TooLarge};
+        let doc = json!({"a": {"b": 1}, "l": [1]});
+        let too_many = serde_json::to_string(&vec![
+            json!({"op": "test", "path": "/a", "value": {"b": 1}});
+            MAX_JSON_PATCH_OPERATIONS + 1
+        ])
+        .unwrap();
+        let cases: Vec<(&str, String, PatchErrorClass)> = vec![
+            ("not json", "[{".to_string(), BadRequest),
+            ("not a list", r#"{"op": "add"}"#.to_string(), BadRequest),
+            ("list of scalars", "[1]".to_string(), BadRequest),
+            (
+                "failed test",
+                r#"[{"op": "test", "path": "/a/b", "value": 2}]"#.to_string(),
+                Invalid,
+            ),
+            (
+                "missing path",
+                r#"[{"op": "add", "path": "/x/y", "value": 1}]"#.to_string(),
+                Invalid,
+            ),
+            (
+                "remove of a missing key",
+                r#"[{"op": "remove", "path": "/a/c"}]"#.to_string(),
+                Invalid,
+            ),
+            (
+                "unknown op",
+                r#"[{"op": "frobnicate", "path": "/a"}]"#.to_string(),
+                Invalid,
+            ),
+            ("null operation", "[null]".to_string(), Invalid),
+            (
+                "op without path",
+                r#"[{"op": "add", "value": 1}]"#.to_string(),
+                Invalid,
+            ),
+            (
+                "index out of range",
+                r#"[{"op": "add", "path": "/l/5", "value": 1}]"#.to_string(),
+                Invalid,
+            ),
+            (
+                "index not a number",
+                r#"[{"op": "replace", "path": "/l/x", "value": 1}]"#.to_string(),
+                Invalid,
+            ),
+            (
+                "add to the root path",
+                r#"[{"op": "add", "path": "", "value": {}}]"#.to_string(),
+                Invalid,
+            ),
+            (
+                "replace root with a scalar",
+                r#"[{"op": "replace", "path": "", "value": 1}]"#.to_string(),
+                Invalid,
+            ),
+            ("too many operations", too_many, TooLarge),
+        ];
+        for (name, patch, want) in cases {
+            match json_patch(&doc, patch.as_bytes()) {
+                Ok(v) => panic!("{name}: expected an error, got {v}"),
+                Err(e) => assert_eq!(e.class(), want, "{name}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn json_patch_bounds_copy_growth() {
+        let mut ops = vec![json!({"op": "add", "path": "/d", "value": "x".repeat(1024)})];
+        for _ in 0..30 {
+            ops.push(json!({"op": "copy", "from": "/d", "path": "/e"}));
+            ops.push(json!({"op": "add", "path": "/d", "value": [{"op": "copy"}]}));
+            ops.push(json!({"op": "copy", "from": "/e", "path": "/d/-"}));
+            ops.push(json!({"op": "copy", "from": "/d", "path": "/d/-"}));
+        }
+        let err = json_patch(&json!({}), &serde_json::to_vec(&ops).unwrap()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PatchError::OperationFailed {
+                    failure: OperationFailure::CopyTooLarge { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}

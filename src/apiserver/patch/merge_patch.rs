@@ -82,3 +82,85 @@ fn prune_nulls(value: &mut Value) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_follows_rfc7386_with_upstream_null_pruning() {
+        let cases: Vec<(&str, Value, Value, Value)> = vec![
+            (
+                "null deletes",
+                json!({"a": 1, "b": 2}),
+                json!({"a": null}),
+                json!({"b": 2}),
+            ),
+            (
+                "objects merge recursively",
+                json!({"a": {"x": 1, "y": 2}}),
+                json!({"a": {"y": 3, "z": 4}}),
+                json!({"a": {"x": 1, "y": 3, "z": 4}}),
+            ),
+            (
+                "lists replace",
+                json!({"a": [1, 2]}),
+                json!({"a": [3]}),
+                json!({"a": [3]}),
+            ),
+            (
+                "scalars replace objects",
+                json!({"a": {"x": 1}}),
+                json!({"a": 1}),
+                json!({"a": 1}),
+            ),
+            (
+                "added objects lose nulls",
+                json!({}),
+                json!({"a": {"x": null, "y": {"z": null}}}),
+                json!({"a": {"y": {}}}),
+            ),
+            (
+                "objects inside a replacing list lose nulls",
+                json!({"a": [1]}),
+                json!({"a": [{"x": null}, null]}),
+                json!({"a": [{}, null]}),
+            ),
+            (
+                "a list replacing an object keeps its nulls",
+                json!({"a": {"x": 1}}),
+                json!({"a": [{"x": null}]}),
+                json!({"a": [{"x": null}]}),
+            ),
+            (
+                "deleting a missing key is a no-op",
+                json!({"a": 1}),
+                json!({"b": null}),
+                json!({"a": 1}),
+            ),
+            (
+                "a non-object target becomes the patch",
+                json!([1]),
+                json!({"a": null, "b": 1}),
+                json!({"b": 1}),
+            ),
+        ];
+        for (name, doc, patch, want) in cases {
+            assert_eq!(merge_patch(&doc, &patch), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn merge_patch_bytes_rejects_null_scalar_and_invalid_patches() {
+        let doc = json!({"a": 1});
+        for body in ["null", "1", "\"x\"", "{", ""] {
+            let err = merge_patch_bytes(&doc, body.as_bytes()).unwrap_err();
+            assert!(err.is_bad_request(), "{body}: {err}");
+        }
+        assert_eq!(
+            merge_patch_bytes(&doc, br#"{"b": 2}"#).unwrap(),
+            json!({"a": 1, "b": 2})
+        );
+    }
+}
