@@ -214,30 +214,58 @@ async fn readyz(State(api): State<Arc<ApiServer>>, req: Request) -> Response {
     )
 }
 
-fn openapi_response(bytes: Option<&'static bytes::Bytes>) -> Response {
-    match bytes {
-        Some(b) => {
-            let mut r = (StatusCode::OK, b.clone()).into_response();
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+fn openapi_response(
+    doc: Option<&'static openapi::Document>,
+    ctype: &'static str,
+    immutable: bool,
+) -> Response {
+    match doc {
+        Some(d) => {
+            let mut r = (StatusCode::OK, d.bytes.clone()).into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+            if let Ok(etag) = HeaderValue::from_str(&d.etag()) {
+                r.headers_mut().insert(header::ETAG, etag);
+            }
+            let cache = if immutable {
+                "public, immutable"
+            } else {
+                "no-cache, private"
+            };
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
             r
         }
         None => ApiError::PathNotFound.into_response(),
     }
 }
 
-async fn openapi_v2() -> Response {
-    openapi_response(openapi::v2_document())
+async fn openapi_v2(headers: axum::http::HeaderMap) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // kubectl 1.27 and 1.28 read only the gnostic protobuf form of the v2 document.
+    if accept.contains("protobuf") {
+        return openapi_response(
+            Some(openapi::v2_protobuf_document()),
+            openapi::v2_protobuf::CONTENT_TYPE,
+            false,
+        );
+    }
+    openapi_response(Some(openapi::v2_document()), "application/json", false)
 }
 
 async fn openapi_v3_index() -> Response {
-    openapi_response(openapi::v3_index())
+    openapi_response(Some(openapi::v3_index()), "application/json", false)
 }
 
-async fn openapi_v3(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
-    openapi_response(openapi::v3_document(&path))
+async fn openapi_v3(
+    axum::extract::Path(path): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    let immutable = Query::parse(req.uri().query()).value("hash").is_some();
+    openapi_response(openapi::v3_document(&path), "application/json", immutable)
 }
 
 async fn dispatch(State(api): State<Arc<ApiServer>>, req: Request) -> Response {

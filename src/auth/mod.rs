@@ -11,7 +11,7 @@ pub mod token;
 ///
 /// Authenticators fill in only what their credential says; the authentication layer adds the
 /// implicit groups (`system:authenticated`) afterwards.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UserIdentity {
     /// The user name (for a client certificate, the subject common name).
     pub name: String,

@@ -99,6 +99,16 @@ fn sub_name(sub: Option<Subresource>) -> Option<&'static str> {
     sub.map(Subresource::name)
 }
 
+/// Top-level fields a write may not own: status through the main resource, the rest through
+/// the status subresource (upstream's reset fields).
+fn ignored_fields(def: &ResourceDef, sub: Option<Subresource>) -> &'static [&'static str] {
+    match sub {
+        Some(Subresource::Status) => &["spec", "metadata.labels", "metadata.annotations"],
+        _ if def.has_subresource(Subresource::Status) => &["status"],
+        _ => &[],
+    }
+}
+
 /// Namespace rules for a body: must match the URL; cluster-scoped objects have none.
 fn settle_namespace(ctx: &Ctx, obj: &mut Value) -> Result<(), ApiError> {
     let def = ctx.req.def;
@@ -222,6 +232,7 @@ async fn create_object(
             &def.api_version(),
             &objects::now_rfc3339(),
             None,
+            ignored_fields(def, None),
         )
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     }
@@ -385,7 +396,7 @@ fn apply_patch(
     };
     match kind {
         PatchKind::Json => patch::json_patch(base, raw).map_err(map_patch_err),
-        PatchKind::Merge => Ok(patch::merge_patch(base, parsed)),
+        PatchKind::Merge => patch::merge_patch_bytes(base, raw).map_err(map_patch_err),
         PatchKind::Strategic => {
             patch::strategic_merge_patch(base, parsed, types, def.definition).map_err(map_patch_err)
         }
@@ -413,6 +424,7 @@ fn apply_patch(
                 &def.api_version(),
                 &objects::now_rfc3339(),
                 sub_name(ctx.req.subresource),
+                ignored_fields(def, ctx.req.subresource),
             )
             .map_err(apply_error)
         }
@@ -421,16 +433,18 @@ fn apply_patch(
 
 fn apply_error(e: apply::ApplyError) -> ApiError {
     let message = e.to_string();
-    match apply_conflicts(&e) {
-        Some(causes) => ApiError::ApplyConflict { message, causes },
-        None => ApiError::BadRequest(message),
-    }
-}
-
-#[allow(clippy::match_single_binding)]
-fn apply_conflicts(e: &apply::ApplyError) -> Option<Vec<ConflictCause>> {
-    match e {
-        _ => None,
+    match &e {
+        apply::ApplyError::Conflicts(conflicts) => ApiError::ApplyConflict {
+            message,
+            causes: conflicts
+                .iter()
+                .map(|c| ConflictCause {
+                    message: c.cause_message(),
+                    field: c.field_path.clone(),
+                })
+                .collect(),
+        },
+        _ => ApiError::BadRequest(message),
     }
 }
 
@@ -532,6 +546,7 @@ async fn write_existing(
                 &def.api_version(),
                 &objects::now_rfc3339(),
                 sub_name(sub),
+                ignored_fields(def, sub),
             )
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         }
