@@ -75,6 +75,20 @@ pub fn ensure_object<'a>(v: &'a mut Value, path: &[&str]) -> Option<&'a mut Map<
     cur.as_object_mut()
 }
 
+/// The object under `key` in `map`, created (replacing nulls and non-objects) when missing.
+pub fn ensure_object_in<'a>(
+    map: &'a mut Map<String, Value>,
+    key: &str,
+) -> Option<&'a mut Map<String, Value>> {
+    let entry = map
+        .entry(key.to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !entry.is_object() {
+        *entry = Value::Object(Map::new());
+    }
+    entry.as_object_mut()
+}
+
 /// Sets `key` in `map` to `value` when it is absent or null.
 pub fn default_field(map: &mut Map<String, Value>, key: &str, value: Value) {
     match map.get(key) {

@@ -5,5 +5,10 @@ mod access;
 pub mod defaults;
 pub mod meta;
 pub mod names;
+pub mod quantity;
+mod selectors;
+mod strategy;
 
 pub use defaults::apply_defaults;
+pub use selectors::{selectable_fields, supported_fields};
+pub use strategy::{pod_qos_class, prepare_for_create, prepare_for_update};

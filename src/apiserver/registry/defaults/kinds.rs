@@ -5,7 +5,8 @@ use serde_json::{Map, Value, json};
 
 use super::pod::{default_pod_spec, default_template};
 use crate::apiserver::registry::access::{
-    child_object, default_field, default_string, each_object_in, ensure_object, is_unset,
+    child_object, default_field, default_string, each_object_in, ensure_object, ensure_object_in,
+    is_unset,
 };
 
 fn spec(obj: &mut Value) -> Option<&mut Map<String, Value>> {
@@ -238,19 +239,6 @@ pub fn deployment(obj: &mut Value) {
     default_field(s, "revisionHistoryLimit", json!(10));
     default_field(s, "progressDeadlineSeconds", json!(600));
     default_template(template_of(s));
-}
-
-fn ensure_object_in<'a>(
-    m: &'a mut Map<String, Value>,
-    key: &str,
-) -> Option<&'a mut Map<String, Value>> {
-    let entry = m
-        .entry(key.to_string())
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !entry.is_object() {
-        *entry = Value::Object(Map::new());
-    }
-    entry.as_object_mut()
 }
 
 pub fn replica_set(obj: &mut Value) {
