@@ -12,14 +12,6 @@ pub fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
     Some(cur)
 }
 
-pub fn get_mut<'a>(v: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
-    let mut cur = v;
-    for k in path {
-        cur = cur.as_object_mut()?.get_mut(*k)?;
-    }
-    Some(cur)
-}
-
 pub fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     get(v, path).and_then(Value::as_str)
 }

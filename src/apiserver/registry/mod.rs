@@ -12,3 +12,9 @@ mod strategy;
 pub use defaults::apply_defaults;
 pub use selectors::{selectable_fields, supported_fields};
 pub use strategy::{pod_qos_class, prepare_for_create, prepare_for_update};
+pub mod validation;
+
+pub use validation::validate;
+mod warnings;
+
+pub use warnings::warnings;

@@ -171,7 +171,76 @@ pub fn prepare_for_create(def: &ResourceDef, obj: &mut Value) {
             }
         }
         ("batch", "Job") => generate_job_selector(obj),
+        ("", "Secret") => merge_string_data(obj),
         _ => {}
+    }
+}
+
+/// `stringData` is write-only: its entries are base64-encoded into `data` (winning over `data`)
+/// and it is never stored, as upstream's conversion does.
+fn merge_string_data(obj: &mut Value) {
+    use base64::Engine;
+    let Some(root) = obj.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(string_data)) = root.remove("stringData") else {
+        return;
+    };
+    if let Some(data) = super::access::ensure_object_in(root, "data") {
+        for (k, v) in string_data {
+            let raw = v.as_str().unwrap_or("");
+            let encoded = base64::engine::general_purpose::STANDARD.encode(raw.as_bytes());
+            data.insert(k, Value::String(encoded));
+        }
+    }
+}
+
+/// Upstream's service `patchAllocatedValues`: an update that omits allocated values (cluster
+/// IPs, node ports, health check port) keeps the old ones.
+fn keep_allocated_service_values(new: &mut Map<String, Value>, old: &Map<String, Value>) {
+    let Some(old_spec) = old.get("spec").and_then(Value::as_object) else {
+        return;
+    };
+    let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let ty = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
+    if ty != "ExternalName" {
+        for k in ["clusterIP", "clusterIPs"] {
+            if is_unset(spec.get(k))
+                && let Some(v) = old_spec.get(k).filter(|v| !is_unset(Some(v)))
+            {
+                spec.insert(k.to_string(), v.clone());
+            }
+        }
+    }
+    if matches!(ty.as_str(), "NodePort" | "LoadBalancer") {
+        let old_ports = old_spec
+            .get("ports")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+            for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                let unset = p.get("nodePort").and_then(Value::as_i64).unwrap_or(0) == 0;
+                let matching = old_ports.iter().find(|o| {
+                    o.get("port") == p.get("port") && o.get("protocol") == p.get("protocol")
+                });
+                if unset && let Some(np) = matching.and_then(|o| o.get("nodePort")) {
+                    p.insert("nodePort".to_string(), np.clone());
+                }
+            }
+        }
+        if is_unset(spec.get("healthCheckNodePort"))
+            && spec.get("externalTrafficPolicy").and_then(Value::as_str) == Some("Local")
+            && let Some(v) = old_spec.get("healthCheckNodePort")
+        {
+            spec.insert("healthCheckNodePort".to_string(), v.clone());
+        }
     }
 }
 
@@ -340,7 +409,15 @@ fn update_main(def: &ResourceDef, new: &mut Map<String, Value>, old: &Map<String
         }
     }
     if def.kind == "Service" && def.group.is_empty() {
+        keep_allocated_service_values(new, old);
         drop_type_dependent_service_fields(new, old);
+    }
+    if def.kind == "Secret" && def.group.is_empty() {
+        let mut wrapped = Value::Object(std::mem::take(new));
+        merge_string_data(&mut wrapped);
+        if let Value::Object(m) = wrapped {
+            *new = m;
+        }
     }
     let old_gen = old
         .get("metadata")
@@ -671,6 +748,26 @@ mod tests {
             new["spec"],
             json!({"type": "ClusterIP", "ports": [{"port": 80}]})
         );
+    }
+
+    #[test]
+    fn secret_string_data_is_merged_into_data() {
+        let mut s = json!({"metadata": {"name": "s"}, "data": {"a": "eA=="}, "stringData": {"a": "hi", "b": "there"}});
+        prepare_for_create(def("", "Secret"), &mut s);
+        assert_eq!(
+            s,
+            json!({"metadata": {"name": "s"}, "data": {"a": "aGk=", "b": "dGhlcmU="}})
+        );
+    }
+
+    #[test]
+    fn service_update_keeps_allocated_values() {
+        let old = json!({"metadata": {"name": "s"}, "spec": {"type": "NodePort", "clusterIP": "10.43.0.5",
+            "clusterIPs": ["10.43.0.5"], "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30001}]}});
+        let mut new = json!({"metadata": {"name": "s"}, "spec": {"type": "NodePort",
+            "ports": [{"port": 80, "protocol": "TCP"}]}});
+        prepare_for_update(def("", "Service"), None, &mut new, &old);
+        assert_eq!(new["spec"], old["spec"]);
     }
 
     #[test]
