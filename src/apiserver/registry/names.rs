@@ -272,11 +272,9 @@ pub fn env_var_name(s: &str) -> Vec<String> {
 /// A name that is safe as one URL path segment (RBAC objects, some cluster objects).
 pub fn path_segment_name(s: &str, prefix: bool) -> Vec<String> {
     let mut errs = Vec::new();
-    if !prefix {
-        if s == "." || s == ".." {
-            errs.push(format!("may not be '{s}'"));
-            return errs;
-        }
+    if !prefix && (s == "." || s == "..") {
+        errs.push(format!("may not be '{s}'"));
+        return errs;
     }
     for bad in ["/", "%"] {
         if s.contains(bad) {

@@ -66,7 +66,7 @@ impl Quantity {
         }
     }
 
-    pub fn add(self, other: Quantity) -> Quantity {
+    pub fn plus(self, other: Quantity) -> Quantity {
         Quantity(self.0.saturating_add(other.0))
     }
 

@@ -115,7 +115,9 @@ mod tests {
         selectable_fields(by_kind(group, "v1", kind).unwrap(), &obj)
     }
 
-    fn pairs(list: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    type Fields = Vec<(&'static str, String)>;
+
+    fn pairs(list: &[(&'static str, &str)]) -> Fields {
         list.iter().map(|(k, v)| (*k, v.to_string())).collect()
     }
 
@@ -148,7 +150,7 @@ mod tests {
 
     #[test]
     fn selectable_fields_per_kind() {
-        let cases: Vec<(&str, &str, Value, Vec<(&'static str, String)>)> = vec![
+        let cases: Vec<(&str, &str, Value, Fields)> = vec![
             (
                 "",
                 "Secret",

@@ -101,7 +101,7 @@ pub fn pod_qos_class(pod: &Value) -> &'static str {
             let total = acc
                 .get(name)
                 .and_then(from_json)
-                .map_or(q, |prev| prev.add(q));
+                .map_or(q, |prev| prev.plus(q));
             acc.insert(name.to_string(), json!(total.milli().to_string() + "m"));
         }
         present

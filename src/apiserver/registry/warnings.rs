@@ -29,17 +29,14 @@ pub fn warnings(def: &ResourceDef, obj: &Value) -> Vec<String> {
             obj,
             &mut out,
         ),
-        ("", "Service") => {
-            if !string_or_empty(obj, &["spec", "loadBalancerIP"]).is_empty() {
-                out.push("spec.loadBalancerIP: This field was deprecated in Kubernetes v1.24 and has been removed in a future release".to_string());
-            }
+        ("", "Service") if !string_or_empty(obj, &["spec", "loadBalancerIP"]).is_empty() => {
+            out.push("spec.loadBalancerIP: This field was deprecated in Kubernetes v1.24 and has been removed in a future release".to_string());
         }
-        ("networking.k8s.io", "Ingress") => {
+        ("networking.k8s.io", "Ingress")
             if object_at(obj, &["metadata", "annotations"])
-                .is_some_and(|a| a.contains_key("kubernetes.io/ingress.class"))
-            {
-                out.push("annotation \"kubernetes.io/ingress.class\" is deprecated, please use 'spec.ingressClassName' instead".to_string());
-            }
+                .is_some_and(|a| a.contains_key("kubernetes.io/ingress.class")) =>
+        {
+            out.push("annotation \"kubernetes.io/ingress.class\" is deprecated, please use 'spec.ingressClassName' instead".to_string());
         }
         _ => {}
     }

@@ -103,11 +103,9 @@ pub fn secret(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
         }
         "kubernetes.io/dockercfg" => require(errs, ".dockercfg"),
         "kubernetes.io/dockerconfigjson" => require(errs, ".dockerconfigjson"),
-        "kubernetes.io/basic-auth" => {
-            if !has_key(obj, "username") && !has_key(obj, "password") {
-                require(errs, "username");
-                require(errs, "password");
-            }
+        "kubernetes.io/basic-auth" if !has_key(obj, "username") && !has_key(obj, "password") => {
+            require(errs, "username");
+            require(errs, "password");
         }
         "kubernetes.io/ssh-auth" => require(errs, "ssh-privatekey"),
         "kubernetes.io/tls" => {
