@@ -84,25 +84,27 @@ impl Filter {
         if self.fields.is_empty() {
             return true;
         }
-        let mut fields: Vec<(&str, String)> = vec![
-            ("metadata.name", objects::name(obj).to_string()),
-            ("metadata.namespace", objects::namespace(obj).to_string()),
-        ];
-        fields.extend(registry::selectable_fields(def, obj));
+        let mut fields = registry::selectable_fields(def, obj);
+        if !fields.iter().any(|(k, _)| *k == "metadata.name") {
+            fields.push(("metadata.name", objects::name(obj).to_string()));
+        }
+        if !fields.iter().any(|(k, _)| *k == "metadata.namespace") {
+            fields.push(("metadata.namespace", objects::namespace(obj).to_string()));
+        }
         self.fields.matches(&fields)
     }
 }
 
 fn supported_fields(def: &ResourceDef) -> Vec<String> {
-    let mut out = vec![
-        "metadata.name".to_string(),
-        "metadata.namespace".to_string(),
-    ];
-    out.extend(
-        registry::selectable_fields(def, &json!({"metadata": {}}))
-            .into_iter()
-            .map(|(k, _)| k.to_string()),
-    );
+    let mut out: Vec<String> = registry::supported_fields(def)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    for f in ["metadata.name", "metadata.namespace"] {
+        if !out.iter().any(|s| s == f) {
+            out.push(f.to_string());
+        }
+    }
     out
 }
 

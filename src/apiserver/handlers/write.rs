@@ -219,8 +219,8 @@ async fn create_object(
         m.remove("generation");
         m.remove("selfLink");
     }
-    registry::prepare_for_create(def, &mut obj);
     registry::apply_defaults(def, &mut obj);
+    registry::prepare_for_create(def, &mut obj);
     if track_fields {
         let mgr = manager(ctx)?;
         apply::track_update(
