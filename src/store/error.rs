@@ -37,6 +37,16 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "database {path} is in use by another process; stop it or choose another data directory"
+    )]
+    InUse { path: PathBuf },
+    #[error("failed to lock database with {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("failed to open database {path}: {source}")]
     Open {
         path: PathBuf,

@@ -87,10 +87,11 @@ impl Store {
     pub async fn open(cfg: StoreConfig) -> Result<Store, StoreError> {
         let path = cfg.path.clone();
         let read_connections = cfg.read_connections;
-        let (conn, recovered, pool) = tokio::task::spawn_blocking(move || {
+        let (lock, conn, recovered, pool) = tokio::task::spawn_blocking(move || {
+            let lock = schema::lock_database(&path)?;
             let (conn, recovered) = schema::open_writer(&path)?;
             let pool = ReadPool::open(path, read_connections)?;
-            Ok::<_, StoreError>((conn, recovered, pool))
+            Ok::<_, StoreError>((lock, conn, recovered, pool))
         })
         .await
         .map_err(|source| StoreError::Join { source })??;
@@ -99,6 +100,7 @@ impl Store {
         let hub = Arc::new(Hub::new(cfg.watch_buffer));
         let (writes, rx) = mpsc::channel(cfg.write_queue.max(1));
         let writer = writer::spawn(
+            lock,
             conn,
             recovered,
             rx,

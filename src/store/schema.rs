@@ -1,8 +1,9 @@
 //! The on-disk layout: the log table, its indexes, the meta table, and how connections are opened and tuned.
 //! Must never hold Kubernetes knowledge: rows are (key, revision, flags, bytes).
 
-use std::path::Path;
-use std::time::Duration;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
@@ -47,14 +48,62 @@ pub(crate) struct Recovered {
     pub compacted: Revision,
 }
 
-/// Opens the single write connection, creates the schema if needed and recovers the revision counters.
-pub(crate) fn open_writer(path: &Path) -> Result<(Connection, Recovered), StoreError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+fn create_parent_dir(path: &Path) -> Result<(), StoreError> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
             source,
-        })?;
+        }),
+        None => Ok(()),
     }
+}
+
+/// Takes an exclusive advisory lock on `<path>.lock` for as long as the returned file lives. A second process
+/// writing the same database would hand out revisions the first one also hands out.
+pub(crate) fn lock_database(path: &Path) -> Result<File, StoreError> {
+    create_parent_dir(path)?;
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| StoreError::Lock {
+            path: lock_path.clone(),
+            source,
+        })?;
+    // A handle dropped a moment ago in this process releases the lock when its writer thread finishes.
+    let started = Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(TryLockError::WouldBlock) if started.elapsed() < LOCK_PATIENCE => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(TryLockError::WouldBlock) => {
+                return Err(StoreError::InUse {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(TryLockError::Error(source)) => {
+                return Err(StoreError::Lock {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
+    }
+}
+
+/// How long opening waits for a lock held by someone else.
+const LOCK_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Opens the single write connection, creates the schema if needed and recovers the revision counters. The
+/// caller holds the lock from `lock_database`.
+pub(crate) fn open_writer(path: &Path) -> Result<(Connection, Recovered), StoreError> {
+    create_parent_dir(path)?;
     let open_err = |source| StoreError::Open {
         path: path.to_path_buf(),
         source,
@@ -200,6 +249,17 @@ mod tests {
                 compacted: Revision(5)
             }
         );
+    }
+
+    #[test]
+    fn second_lock_on_the_same_database_is_refused_until_the_first_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db/state.db");
+        let first = lock_database(&path).unwrap();
+        let err = lock_database(&path).unwrap_err();
+        assert!(matches!(err, StoreError::InUse { .. }), "{err}");
+        drop(first);
+        lock_database(&path).unwrap();
     }
 
     #[test]

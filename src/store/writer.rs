@@ -2,6 +2,7 @@
 //! transaction (one fsync per batch), evaluates compare-and-swap checks in queue order, then publishes the
 //! batch's events and acknowledges each caller. Must never block on watchers or run on the async executor.
 
+use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -81,6 +82,8 @@ impl Shared {
 
 struct Writer {
     conn: Connection,
+    /// Held until the writer stops, so no other process writes the same database meanwhile.
+    _lock: File,
     current: Revision,
     compacted: Revision,
     shared: Arc<Shared>,
@@ -91,6 +94,7 @@ struct Writer {
 /// Starts the writer thread. It stops on `WriteOp::Shutdown` or when every sender is gone, then ends all
 /// watches.
 pub(crate) fn spawn(
+    lock: File,
     conn: Connection,
     recovered: Recovered,
     rx: mpsc::Receiver<WriteRequest>,
@@ -99,6 +103,7 @@ pub(crate) fn spawn(
     max_batch: usize,
 ) -> Result<JoinHandle<()>, StoreError> {
     let writer = Writer {
+        _lock: lock,
         conn,
         current: recovered.current,
         compacted: recovered.compacted,
@@ -133,11 +138,21 @@ impl Writer {
         }
         // Requests still queued are dropped unanswered: their callers see `StoreError::Closed`.
         rx.close();
-        self.hub.close();
-        if let Err(error) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+        let Writer {
+            conn,
+            _lock: lock,
+            hub,
+            current,
+            ..
+        } = self;
+        if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
             tracing::warn!(%error, "store: final WAL checkpoint failed");
         }
-        tracing::debug!(revision = %self.current, "store writer stopped");
+        // Database closed and lock released before watches end: whoever sees the end may reopen at once.
+        drop(conn);
+        drop(lock);
+        hub.close();
+        tracing::debug!(revision = %current, "store writer stopped");
     }
 
     /// Applies and commits one batch, then publishes and replies. Returns whether a shutdown was requested.
