@@ -201,7 +201,8 @@ impl Store {
     }
 
     /// Replaces the value of `key` if its current version is `expected_mod` (compare-and-swap); fails with
-    /// `Conflict` (carrying the current version) or `NotFound`. The TTL replaces any earlier one.
+    /// `Conflict` (carrying the current version) or `NotFound`. The TTL replaces any earlier one (`None`
+    /// removes it).
     pub async fn update(
         &self,
         key: &str,

@@ -128,29 +128,28 @@ pub(crate) fn get(
     let op = "read key";
     let tx = conn.transaction().map_err(StoreError::sqlite(op))?;
     check_not_compacted(&tx, at)?;
-    let row = tx
+    let newest = tx
         .prepare_cached(
             "SELECT id, create_revision, deleted, value FROM kine WHERE name = ?1 AND id <= ?2 ORDER BY id DESC LIMIT 1",
         )
         .and_then(|mut stmt| {
             stmt.query_row(params![key, at.0], |row| {
                 let deleted: bool = row.get(2)?;
-                Ok((!deleted).then(|| -> rusqlite::Result<KeyValue> {
-                    Ok(KeyValue {
-                        key: key.to_owned(),
-                        value: Bytes::from(row.get::<_, Vec<u8>>(3)?),
-                        create_revision: Revision(row.get(1)?),
-                        mod_revision: Revision(row.get(0)?),
-                    })
+                // A tombstone's value is not read: the key has none at `at`.
+                if deleted {
+                    return Ok(None);
+                }
+                Ok(Some(KeyValue {
+                    key: key.to_owned(),
+                    value: Bytes::from(row.get::<_, Vec<u8>>(3)?),
+                    create_revision: Revision(row.get(1)?),
+                    mod_revision: Revision(row.get(0)?),
                 }))
             })
             .optional()
         })
         .map_err(StoreError::sqlite(op))?;
-    match row {
-        Some(Some(kv)) => kv.map(Some).map_err(StoreError::sqlite(op)),
-        _ => Ok(None),
-    }
+    Ok(newest.flatten())
 }
 
 // The range scans walk the (name, id) index in key order and keep a row only when it is the key's newest row

@@ -923,3 +923,11 @@ async fn acknowledged_writes_survive_kill_9_and_revisions_continue() {
     );
     store.close().await.unwrap();
 }
+
+#[test]
+fn handles_and_watches_can_move_between_tasks() {
+    fn send_sync<T: Send + Sync + Clone>() {}
+    fn send<T: Send + Unpin>() {}
+    send_sync::<Store>();
+    send::<Watch>();
+}
