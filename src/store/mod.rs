@@ -218,7 +218,12 @@ impl Store {
             expires_at: ttl.map(ttl::deadline),
         };
         let result = self.write_kv(op).await;
-        tracing::trace!(key, expected = %expected_mod, revision = ?result.as_ref().map(|kv| kv.mod_revision.0), "store update");
+        tracing::trace!(
+            key,
+            expected = %expected_mod,
+            revision = ?result.as_ref().map(|kv| kv.mod_revision.0),
+            "store update"
+        );
         result
     }
 
@@ -236,7 +241,12 @@ impl Store {
                 expected: expected_mod,
             })
             .await;
-        tracing::trace!(key, expected = ?expected_mod.map(|r| r.0), revision = ?result.as_ref().map(|kv| kv.mod_revision.0), "store delete");
+        tracing::trace!(
+            key,
+            expected = ?expected_mod.map(|r| r.0),
+            revision = ?result.as_ref().map(|kv| kv.mod_revision.0),
+            "store delete"
+        );
         result
     }
 
@@ -287,7 +297,12 @@ impl Store {
         let result = self
             .read_at(at, move |conn, revision| read::get(conn, &owned, revision))
             .await;
-        tracing::trace!(key, at = ?at.map(|r| r.0), found = ?result.as_ref().map(|(_, kv)| kv.is_some()), "store get");
+        tracing::trace!(
+            key,
+            at = ?at.map(|r| r.0),
+            found = ?result.as_ref().map(|(_, kv)| kv.is_some()),
+            "store get"
+        );
         result
     }
 

@@ -130,7 +130,8 @@ pub(crate) fn get(
     check_not_compacted(&tx, at)?;
     let newest = tx
         .prepare_cached(
-            "SELECT id, create_revision, deleted, value FROM kine WHERE name = ?1 AND id <= ?2 ORDER BY id DESC LIMIT 1",
+            "SELECT id, create_revision, deleted, value FROM kine
+             WHERE name = ?1 AND id <= ?2 ORDER BY id DESC LIMIT 1",
         )
         .and_then(|mut stmt| {
             stmt.query_row(params![key, at.0], |row| {

@@ -54,7 +54,8 @@ pub enum EventKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub kind: EventKind,
-    /// For `Put`, the new version. For `Delete`, the value that was deleted, with `mod_revision` = the delete's revision.
+    /// For `Put`, the new version. For `Delete`, the value that was deleted, with `mod_revision` = the
+    /// delete's revision.
     pub kv: KeyValue,
     /// The version this write replaced (`None` for a create).
     pub prev: Option<KeyValue>,

@@ -281,7 +281,9 @@ impl Latest {
 }
 
 fn latest(conn: &Connection, key: &str) -> rusqlite::Result<Option<Latest>> {
-    conn.prepare_cached("SELECT id, create_revision, deleted, value FROM kine WHERE name = ?1 ORDER BY id DESC LIMIT 1")?
+    conn.prepare_cached(
+        "SELECT id, create_revision, deleted, value FROM kine WHERE name = ?1 ORDER BY id DESC LIMIT 1",
+    )?
         .query_row([key], |row| {
             Ok(Latest {
                 id: Revision(row.get(0)?),
