@@ -103,10 +103,9 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
     .context("preparing the server token")?;
 
     let store = Store::open(StoreConfig {
-        path: server_dir.join("db").join("state.db"),
         compaction_interval: Duration::from_secs(args.datastore_compact_interval.max(1)),
         retain_revisions: args.datastore_retain_revisions.max(1),
-        watch_buffer: 1024,
+        ..StoreConfig::new(server_dir.join("db").join("state.db"))
     })
     .await
     .context("opening the datastore")?;

@@ -236,7 +236,10 @@ pub async fn watch(ctx: Ctx) -> Result<Response, ApiError> {
                         ))));
                         break;
                     }
-                    Some(Err(WatchError::Dropped)) => break,
+                    Some(Err(e @ (WatchError::Dropped { .. } | WatchError::History { .. }))) => {
+                        tracing::debug!(error = %e, "watch ended");
+                        break;
+                    }
                 }
             }
         }
