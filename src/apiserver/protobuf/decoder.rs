@@ -585,3 +585,153 @@ fn is_empty_collection(v: &Value) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::pb_builder::{bytes, fixed64, int, msg, string};
+    use super::super::table::schema;
+    use super::*;
+    use serde_json::json;
+
+    fn decode_message(name: &str, body: &[u8]) -> Result<Value, ProtobufError> {
+        let schema = schema().unwrap();
+        let id = schema
+            .id(name)
+            .unwrap_or_else(|| panic!("{name} not in table"));
+        Decoder::new(schema).message(id, &[body], 0)
+    }
+
+    const META: &str = "k8s.io.apimachinery.pkg.apis.meta.v1";
+    const EXT: &str = "k8s.io.apiextensions_apiserver.pkg.apis.apiextensions.v1";
+
+    #[test]
+    fn special_messages_take_their_custom_json_form() {
+        let time = format!("{META}.Time");
+        let micro = format!("{META}.MicroTime");
+        let duration = format!("{META}.Duration");
+        let quantity = "k8s.io.apimachinery.pkg.api.resource.Quantity".to_string();
+        let intstr = "k8s.io.apimachinery.pkg.util.intstr.IntOrString".to_string();
+        let raw = "k8s.io.apimachinery.pkg.runtime.RawExtension".to_string();
+        let or_bool = format!("{EXT}.JSONSchemaPropsOrBool");
+        let or_array = format!("{EXT}.JSONSchemaPropsOrArray");
+        let or_strings = format!("{EXT}.JSONSchemaPropsOrStringArray");
+        let ext_json = format!("{EXT}.JSON");
+        let cases: Vec<(&str, Vec<u8>, Value)> = vec![
+            (&time, vec![], Value::Null),
+            (&time, int(1, 0), json!("1970-01-01T00:00:00Z")),
+            (
+                &time,
+                [int(1, 1_704_067_200), int(2, 999)].concat(),
+                json!("2024-01-01T00:00:00Z"),
+            ),
+            (&time, int(1, GO_ZERO_TIME_SECONDS as u64), Value::Null),
+            (&micro, vec![], Value::Null),
+            (
+                &micro,
+                [int(1, 5), int(2, 1_999)].concat(),
+                json!("1970-01-01T00:00:05.000001Z"),
+            ),
+            (&duration, vec![], json!("0s")),
+            (&duration, int(1, 3_600_000_000_000), json!("1h0m0s")),
+            (
+                &duration,
+                int(1, (-1_500_000_000i64) as u64),
+                json!("-1.5s"),
+            ),
+            (&quantity, vec![], json!("0")),
+            (&quantity, string(1, "1Gi"), json!("1Gi")),
+            (&intstr, vec![], json!(0)),
+            (
+                &intstr,
+                [int(1, 0), int(2, (-3i64) as u64)].concat(),
+                json!(-3),
+            ),
+            (
+                &intstr,
+                [int(1, 1), string(3, "50%")].concat(),
+                json!("50%"),
+            ),
+            (&raw, vec![], Value::Null),
+            (&raw, bytes(1, b""), Value::Null),
+            (&raw, bytes(1, b"[1,true]"), json!([1, true])),
+            (&ext_json, bytes(1, b"\"x\""), json!("x")),
+            (&or_bool, vec![], json!(false)),
+            (&or_bool, int(1, 1), json!(true)),
+            (
+                &or_bool,
+                [int(1, 1), msg(2, &[string(5, "string")])].concat(),
+                json!({"type": "string"}),
+            ),
+            (&or_array, vec![], Value::Null),
+            (
+                &or_array,
+                msg(1, &[string(5, "integer")]),
+                json!({"type": "integer"}),
+            ),
+            (
+                &or_array,
+                [msg(2, &[string(5, "a")]), msg(2, &[string(5, "b")])].concat(),
+                json!([{"type": "a"}, {"type": "b"}]),
+            ),
+            (&or_strings, vec![], Value::Null),
+            (
+                &or_strings,
+                [string(2, "x"), string(2, "y")].concat(),
+                json!(["x", "y"]),
+            ),
+            (
+                &or_strings,
+                msg(1, &[string(5, "object")]),
+                json!({"type": "object"}),
+            ),
+        ];
+        for (name, body, want) in cases {
+            let got = decode_message(name, &body).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(got, want, "{name} {body:?}");
+        }
+    }
+
+    #[test]
+    fn json_schema_props_use_their_json_names() {
+        let body = [
+            string(3, "#/ref"),
+            string(5, "number"),
+            fixed64(9, 10.5f64.to_bits()),
+            int(38, 1),
+            msg(8, &[bytes(1, b"{\"a\":1}")]),
+            msg(29, &[string(1, "f"), msg(2, &[string(5, "string")])]),
+        ]
+        .concat();
+        let got = decode_message(&format!("{EXT}.JSONSchemaProps"), &body).unwrap();
+        assert_eq!(
+            got,
+            json!({"$ref": "#/ref", "type": "number", "default": {"a": 1}, "maximum": 10.5,
+                   "properties": {"f": {"type": "string"}},
+                   "x-kubernetes-preserve-unknown-fields": true})
+        );
+    }
+
+    #[test]
+    fn scalars_follow_protobuf_integer_rules() {
+        // int32 fields carry negative numbers sign-extended to ten bytes.
+        let got = decode_message(
+            "k8s.io.api.core.v1.ContainerPort",
+            &[int(3, (-1i64) as u64), int(2, 0)].concat(),
+        )
+        .unwrap();
+        assert_eq!(got, json!({"containerPort": -1}));
+    }
+
+    #[test]
+    fn non_finite_doubles_are_errors() {
+        let err = decode_message(
+            &format!("{EXT}.JSONSchemaProps"),
+            &fixed64(9, f64::NAN.to_bits()),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, ProtobufError::NonFiniteNumber { field: 9, .. }),
+            "{err}"
+        );
+    }
+}
