@@ -386,6 +386,30 @@ mod tests {
         }
     }
 
+    /// The exact body kubectl 1.33 sent for `auth can-i list pods --subresource=log`
+    /// (captured against a fake server), gogo-encoded with every empty field present.
+    const KUBECTL_CAN_I: &str = "6b3873000a320a17617574686f72697a6174696f6e2e6b38732e696f2f76311217\
+        53656c665375626a65637441636365737352657669657712400a100a0012001a0022002a0032003800420012\
+        220a200a0764656661756c7412046c6973741a0022002a04706f647332036c6f673a001a08080012001a0020\
+        001a002200";
+
+    #[test]
+    fn kubectl_can_i_body_decodes() {
+        let hex: String = KUBECTL_CAN_I.split_whitespace().collect();
+        let body: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(
+            decode(&body).unwrap(),
+            json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                   "metadata": {},
+                   "spec": {"resourceAttributes": {"namespace": "default", "verb": "list",
+                                                   "resource": "pods", "subresource": "log"}},
+                   "status": {"allowed": false}})
+        );
+    }
+
     #[test]
     fn output_keeps_api_version_and_kind_first() {
         let body = envelope("v1", "ConfigMap", &msg(1, &[string(1, "a")]));

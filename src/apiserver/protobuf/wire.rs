@@ -204,7 +204,7 @@ pub fn packed_varints(buf: &[u8]) -> Result<Vec<u64>, WireError> {
 
 /// Decodes a packed run of fixed-width little-endian values of `width` bytes (4 or 8).
 pub fn packed_fixed(buf: &[u8], width: usize) -> Result<Vec<u64>, WireError> {
-    if width == 0 || buf.len() % width != 0 {
+    if width == 0 || !buf.len().is_multiple_of(width) {
         return Err(WireError::Truncated {
             offset: buf.len() - buf.len() % width.max(1),
             length: width as u64,
@@ -227,7 +227,8 @@ mod tests {
 
     #[test]
     fn varints_decode_or_fail_cleanly() {
-        let cases: &[(&[u8], Result<(u64, usize), WireError>)] = &[
+        type Decoded = Result<(u64, usize), WireError>;
+        let cases: &[(&[u8], Decoded)] = &[
             (&[0x00], Ok((0, 1))),
             (&[0x01], Ok((1, 1))),
             (&[0xac, 0x02], Ok((300, 2))),
