@@ -190,8 +190,11 @@ impl<'s> Decoder<'s> {
                 object.insert(name.clone(), value);
             }
             None => {
+                // Go's encoder lets the outer struct's own fields win over embedded ones.
                 if let Value::Object(inner) = value {
-                    object.extend(inner);
+                    for (k, v) in inner {
+                        object.entry(k).or_insert(v);
+                    }
                 }
             }
         }
