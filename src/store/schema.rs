@@ -40,6 +40,9 @@ CREATE TABLE IF NOT EXISTS meta (
 ) WITHOUT ROWID;
 ";
 
+/// Bytes of WAL kept after a checkpoint resets it.
+const WAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
+
 pub(crate) const META_COMPACTED: &str = "compacted_revision";
 const META_SCHEMA_VERSION: &str = "schema_version";
 
@@ -116,6 +119,9 @@ pub(crate) fn open_writer(path: &Path) -> Result<(Connection, Recovered), StoreE
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(open_err)?;
     conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(open_err)?;
+    // A burst can grow the WAL far past its usual ~4 MiB (the 1,000-page autocheckpoint); cap what stays.
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
         .map_err(open_err)?;
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(open_err)?;
