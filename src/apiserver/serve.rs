@@ -91,7 +91,13 @@ impl Listener {
                     .1
                     .peer_certificates()
                     .and_then(|certs| certs.first())
-                    .and_then(|c| identity(c.as_ref()));
+                    .and_then(|c| identity(c.as_ref()))
+                    .map(|mut u| {
+                        if !u.groups.iter().any(|g| g == "system:authenticated") {
+                            u.groups.push("system:authenticated".into());
+                        }
+                        u
+                    });
                 let service = hyper::service::service_fn(
                     move |mut req: hyper::Request<hyper::body::Incoming>| {
                         // Never trust identity from the network: only the TLS layer sets it.
