@@ -1,0 +1,238 @@
+//! Shared helpers for acceptance tests: a real `skiff server` process on a random loopback port
+//! with its own data dir, and the real client binaries installed by `scripts/test-deps.sh`.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `skiff server --disable-agent` process, killed (by pid) when dropped.
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let kubeconfig = dir.path().join("kubeconfig.yaml");
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
+        std::fs::write(dir.path().join("no-config.yaml"), "").expect("empty config file");
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .arg("server")
+            .arg("--disable-agent")
+            .arg("--config")
+            .arg(dir.path().join("no-config.yaml"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--https-listen-port")
+            .arg(port.to_string())
+            .arg("--bind-address")
+            .arg("127.0.0.1")
+            .arg("--write-kubeconfig")
+            .arg(&kubeconfig)
+            .args(extra)
+            .env("SKIFF_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start skiff");
+        let mut s = TestServer {
+            dir,
+            kubeconfig,
+            port,
+            child: Some(child),
+        };
+        s.wait_ready();
+        s
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.kubeconfig.exists() {
+                return;
+            }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!("skiff exited early ({status}):\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("skiff did not become ready:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same data dir and port.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let _ = std::fs::remove_file(&self.kubeconfig);
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .arg("server")
+            .arg("--disable-agent")
+            .arg("--config")
+            .arg(self.dir.path().join("no-config.yaml"))
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .arg("--https-listen-port")
+            .arg(self.port.to_string())
+            .arg("--bind-address")
+            .arg("127.0.0.1")
+            .arg("--write-kubeconfig")
+            .arg(&self.kubeconfig)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("restart skiff");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SIGTERM first so shutdown paths run, then make sure.
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The repository's `target/test-tools` (filled by `scripts/test-deps.sh`).
+pub fn tools_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("test-tools")
+}
+
+/// A client binary from test-tools (`kubectl-1.35`, `helm-3`, ...). Missing tools fail the test
+/// with the command that installs them.
+pub fn tool(name: &str) -> PathBuf {
+    let p = tools_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/test-deps.sh (the README's test command does)",
+        p.display()
+    );
+    p
+}
+
+/// Runs a tool against the server and returns its output.
+pub fn run(server: &TestServer, tool_path: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(tool_path);
+    cmd.args(args)
+        .env("KUBECONFIG", &server.kubeconfig)
+        .env("HOME", server.dir.path())
+        .env("HELM_CACHE_HOME", server.dir.path().join("helm-cache"))
+        .env("HELM_CONFIG_HOME", server.dir.path().join("helm-config"))
+        .env("HELM_DATA_HOME", server.dir.path().join("helm-data"))
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {}: {e}", tool_path.display()));
+    if let Some(input) = stdin {
+        use std::io::Write;
+        let mut s = child.stdin.take().expect("stdin");
+        s.write_all(input.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("tool output")
+}
+
+/// Runs a tool and asserts success; returns stdout.
+pub fn ok(server: &TestServer, tool_path: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let out = run(server, tool_path, args, stdin);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        out.status.success(),
+        "{} {:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}\nserver log tail:\n{}",
+        tool_path.display(),
+        args,
+        out.status,
+        tail(&server.log(), 40)
+    );
+    stdout
+}
+
+/// Runs a tool and asserts failure; returns stderr.
+pub fn fails(server: &TestServer, tool_path: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let out = run(server, tool_path, args, stdin);
+    assert!(
+        !out.status.success(),
+        "{:?} unexpectedly succeeded: {}",
+        args,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The kubectl versions the acceptance tests drive.
+pub fn kubectls() -> Vec<(&'static str, PathBuf)> {
+    vec![
+        ("1.33", tool("kubectl-1.33")),
+        ("1.35", tool("kubectl-1.35")),
+    ]
+}
