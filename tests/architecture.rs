@@ -43,7 +43,16 @@ fn offenders(dir: &str, forbidden: &[&str]) -> Vec<String> {
 
 #[test]
 fn the_store_knows_nothing_about_kubernetes() {
-    let bad = offenders("store", &["crate::apiserver", "kube::", "k8s_openapi", "crate::auth", "crate::client"]);
+    let bad = offenders(
+        "store",
+        &[
+            "crate::apiserver",
+            "kube::",
+            "k8s_openapi",
+            "crate::auth",
+            "crate::client",
+        ],
+    );
     assert!(bad.is_empty(), "{bad:#?}");
 }
 
@@ -57,7 +66,16 @@ fn only_the_api_server_and_the_composition_root_use_the_store() {
 
 #[test]
 fn the_cli_holds_no_logic() {
-    let bad = offenders("cli", &["crate::apiserver", "crate::store", "crate::server", "crate::auth", "tokio::"]);
+    let bad = offenders(
+        "cli",
+        &[
+            "crate::apiserver",
+            "crate::store",
+            "crate::server",
+            "crate::auth",
+            "tokio::",
+        ],
+    );
     assert!(bad.is_empty(), "{bad:#?}");
 }
 
@@ -65,7 +83,12 @@ fn the_cli_holds_no_logic() {
 fn controllers_use_the_api_only_through_the_client() {
     let bad = offenders(
         "controllers",
-        &["crate::apiserver::handlers", "crate::apiserver::storage", "crate::store", "crate::apiserver::ApiServer"],
+        &[
+            "crate::apiserver::handlers",
+            "crate::apiserver::storage",
+            "crate::store",
+            "crate::apiserver::ApiServer",
+        ],
     );
     assert!(bad.is_empty(), "{bad:#?}");
 }

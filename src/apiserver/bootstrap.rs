@@ -36,6 +36,17 @@ where
 {
     let typed: K =
         serde_json::from_value(obj).map_err(|source| BootstrapError::Encode { what, source })?;
+    let name = typed.meta().name.clone().unwrap_or_default();
+    // Look first: re-creating an existing object could fail validation (its ClusterIP is taken
+    // by itself) instead of answering AlreadyExists.
+    if api
+        .get_opt(&name)
+        .await
+        .map_err(|source| BootstrapError::Create { what, source })?
+        .is_some()
+    {
+        return Ok(());
+    }
     match api.create(&PostParams::default(), &typed).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),

@@ -303,16 +303,7 @@ async fn dispatch_inner(api: Arc<ApiServer>, req: Request) -> Result<Response, A
                 .get::<UserIdentity>()
                 .cloned()
                 .ok_or(ApiError::Unauthorized)?;
-            let body = axum::body::to_bytes(Body::new(body), codec::MAX_BODY + 1)
-                .await
-                .map_err(|_| ApiError::TooLarge {
-                    limit: codec::MAX_BODY,
-                })?;
-            if body.len() > codec::MAX_BODY {
-                return Err(ApiError::TooLarge {
-                    limit: codec::MAX_BODY,
-                });
-            }
+            let body = read_body(Body::new(body)).await?;
             let span = tracing::debug_span!("request", verb = req.verb.as_str(), resource = req.def.plural, ns = ?req.namespace, name = ?req.name);
             let _enter = span.enter();
             drop(_enter);
@@ -327,6 +318,34 @@ async fn dispatch_inner(api: Arc<ApiServer>, req: Request) -> Result<Response, A
             .await
         }
     }
+}
+
+/// Reads a request body up to [`codec::MAX_BODY`]. A larger body is drained (up to a bound) before
+/// answering 413, so the client reads the Status instead of a reset connection.
+async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::BadRequest(format!("reading the request body: {e}")))?;
+        if let Some(data) = frame.data_ref() {
+            seen += data.len();
+            if seen <= codec::MAX_BODY {
+                buf.extend_from_slice(data);
+            } else if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+    if seen > codec::MAX_BODY {
+        return Err(ApiError::TooLarge {
+            limit: codec::MAX_BODY,
+        });
+    }
+    Ok(buf.freeze())
 }
 
 fn discovery_response(
