@@ -413,3 +413,44 @@ async fn pods_owned_by_a_deleted_replica_set_are_collected() {
     eventually("the deployment is gone", || gone(&deployments, "web")).await;
     c.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn idle_controllers_send_no_requests_after_their_first_lists() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let c = cluster().await;
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    let identity = skiff::controllers::identity();
+    let service = tower::ServiceBuilder::new()
+        .map_request(move |mut req: http::Request<kube::client::Body>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            req.extensions_mut().insert(identity.clone());
+            req
+        })
+        .service(c.server.api.router());
+    let client = kube::Client::new(service, "default");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let controllers = tokio::spawn(skiff::controllers::run(
+        client,
+        skiff::controllers::Config::default(),
+        stopped,
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after_start = requests.load(Ordering::SeqCst);
+    assert!(after_start > 0, "the watches started");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        after_start,
+        "no polling while nothing changes"
+    );
+    stop.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(5), controllers)
+        .await
+        .expect("controllers stop on shutdown")
+        .unwrap()
+        .unwrap();
+    c.server.shutdown().await;
+}
