@@ -361,7 +361,7 @@ impl Collector {
             return self.delete(item, PropagationPolicy::Foreground).await;
         }
         let policy = propagation_for(latest.finalizers.as_deref().unwrap_or_default());
-        tracing::info!(%item, ?policy, "garbage collector: deleting object whose owners are gone");
+        tracing::info!(%item, ?policy, "garbage collector: deleting object no owner keeps");
         self.delete(item, policy).await
     }
 
