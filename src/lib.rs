@@ -4,5 +4,6 @@ pub mod apiserver;
 pub mod auth;
 pub mod cli;
 pub mod client;
+pub mod controllers;
 pub mod server;
 pub mod store;

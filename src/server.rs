@@ -132,11 +132,15 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
         }),
     );
 
-    let client = crate::client::in_process(router, crate::client::apiserver());
+    let client = crate::client::in_process(router.clone(), crate::client::apiserver());
     apiserver::bootstrap::ensure(&client, IpAddr::V4(service_ip), advertise, addr.port())
         .await
         .context("creating the system namespaces and the kubernetes service")?;
     api.set_ready();
+    crate::controllers::spawn(
+        crate::client::in_process(router, crate::controllers::identity()),
+        tx.subscribe(),
+    );
     tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "API server ready");
 
     let kubeconfig = Kubeconfig::local_admin(&pki, addr.port());
