@@ -322,7 +322,6 @@ async fn deleting_a_namespace_deletes_its_content_and_completes() {
 // status conditions) because it only looks at metadata.finalizers; upstream also requires
 // spec.finalizers to be empty (ShouldDeleteNamespaceDuringUpdate). Passes once that is fixed.
 #[tokio::test]
-#[ignore = "needs the API server to keep a terminating namespace with spec.finalizers on update"]
 async fn namespace_with_held_content_reports_conditions_until_released() {
     let c = cluster().await;
     let namespaces: Api<Namespace> = Api::all(c.client.clone());

@@ -438,3 +438,122 @@ fn kubectl_1_27_discovers_and_gets() {
     let out = ok(&s, &k, &["explain", "pod.spec.containers.image"], None);
     assert!(out.to_lowercase().contains("image"), "{out}");
 }
+
+#[test]
+fn delete_works_with_each_cascade_mode() {
+    for (v, k) in kubectls() {
+        let s = TestServer::start();
+        ok(&s, &k, &["apply", "-f", "-"], Some(APP));
+        // A ReplicaSet owned by the Deployment stands in for what the deployment controller makes.
+        let uid = ok(
+            &s,
+            &k,
+            &[
+                "get",
+                "deploy",
+                "web",
+                "-n",
+                "demo",
+                "-o",
+                "jsonpath={.metadata.uid}",
+            ],
+            None,
+        );
+        let rs = |name: &str| {
+            format!(
+                "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: {name}\n  namespace: demo\n  ownerReferences:\n  - {{apiVersion: apps/v1, kind: Deployment, name: web, uid: {uid}, controller: true, blockOwnerDeletion: true}}\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{containers: [{{name: c, image: busybox}}]}}\n"
+            )
+        };
+        ok(&s, &k, &["apply", "-f", "-"], Some(&rs("web-rs")));
+        ok(
+            &s,
+            &k,
+            &[
+                "delete",
+                "deploy",
+                "web",
+                "-n",
+                "demo",
+                "--cascade=orphan",
+                "--timeout=20s",
+            ],
+            None,
+        );
+        let owners = ok(
+            &s,
+            &k,
+            &[
+                "get",
+                "rs",
+                "web-rs",
+                "-n",
+                "demo",
+                "-o",
+                "jsonpath={.metadata.ownerReferences}",
+            ],
+            None,
+        );
+        assert!(
+            owners.trim().is_empty(),
+            "kubectl {v}: orphan kept owner references: {owners}"
+        );
+        for cascade in ["foreground", "background"] {
+            ok(&s, &k, &["apply", "-f", "-"], Some(APP));
+            let uid2 = ok(
+                &s,
+                &k,
+                &[
+                    "get",
+                    "deploy",
+                    "web",
+                    "-n",
+                    "demo",
+                    "-o",
+                    "jsonpath={.metadata.uid}",
+                ],
+                None,
+            );
+            let manifest = rs(&format!("web-{cascade}")).replace(&uid, &uid2);
+            ok(&s, &k, &["apply", "-f", "-"], Some(&manifest));
+            ok(
+                &s,
+                &k,
+                &[
+                    "delete",
+                    "deploy",
+                    "web",
+                    "-n",
+                    "demo",
+                    &format!("--cascade={cascade}"),
+                    "--timeout=20s",
+                ],
+                None,
+            );
+            ok(
+                &s,
+                &k,
+                &[
+                    "wait",
+                    "--for=delete",
+                    &format!("rs/web-{cascade}"),
+                    "-n",
+                    "demo",
+                    "--timeout=20s",
+                ],
+                None,
+            );
+        }
+        let out = ok(
+            &s,
+            &k,
+            &["delete", "namespace", "demo", "--timeout=30s"],
+            None,
+        );
+        assert!(out.contains("namespace \"demo\" deleted"), "{out}");
+        let err = fails(&s, &k, &["get", "ns", "demo"], None);
+        assert!(
+            err.contains("NotFound") || err.contains("not found"),
+            "{err}"
+        );
+    }
+}

@@ -572,7 +572,16 @@ async fn write_existing(
             return Ok((StatusCode::OK, new));
         }
         // An object being deleted whose last finalizer went away is deleted now.
-        if objects::deletion_timestamp(&new).is_some() && objects::finalizers(&new).is_empty() {
+        // Namespaces keep theirs in spec.finalizers too (upstream's ShouldDeleteNamespaceDuringUpdate).
+        let spec_finalizers_left = def.plural == "namespaces"
+            && new
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
+        if objects::deletion_timestamp(&new).is_some()
+            && objects::finalizers(&new).is_empty()
+            && !spec_finalizers_left
+        {
             match storage::delete(
                 &ctx.api.store,
                 def,
