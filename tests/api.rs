@@ -253,7 +253,8 @@ async fn bad_input_gets_a_4xx_status_and_never_a_500() {
         "{{\"metadata\":{{\"name\":\"big\"}},\"data\":{{\"k\":\"{}\"}}}}",
         "x".repeat(4 << 20)
     );
-    let cases: Vec<(Method, String, Option<&str>, Vec<u8>, u16)> = vec![
+    type Case<'a> = (Method, String, Option<&'a str>, Vec<u8>, u16);
+    let cases: Vec<Case> = vec![
         (
             Method::POST,
             cms.into(),
