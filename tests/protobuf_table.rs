@@ -500,7 +500,7 @@ const RELEASE_1_36_CHANGES: &[(&str, &str)] = &[
 fn table_json_names_match_upstream_openapi() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/upstream/openapi-v2-swagger.json"
+        "/../shared/upstream/openapi-v2-swagger.json"
     );
     let alt = "/work/shared/upstream/openapi-v2-swagger.json";
     let Some(text) = std::fs::read_to_string(path)

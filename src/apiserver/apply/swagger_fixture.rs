@@ -8,7 +8,10 @@ use crate::apiserver::schema::{
     FieldSchema, ListType, MapType, ObjectSchema, PatchStrategy, TypeRef, TypeTable,
 };
 
-const SWAGGER: &str = "/work/shared/upstream/openapi-v2-swagger.json";
+const SWAGGER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/upstream/openapi-v2-swagger.json"
+);
 
 /// Loads the definitions of the OpenAPI v2 document, or `None` when it is not on this machine.
 fn load() -> Option<TypeTable> {

@@ -8,7 +8,10 @@ use super::*;
 use crate::apiserver::resources::BUILTIN;
 use crate::apiserver::schema::{ListType, PatchStrategy, TypeInfo, TypeRef};
 
-const UPSTREAM: &str = "/work/shared/upstream/openapi-v2-swagger.json";
+const UPSTREAM: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/upstream/openapi-v2-swagger.json"
+);
 
 fn upstream() -> Option<Value> {
     let path = std::env::var("SKIFF_UPSTREAM_SWAGGER").unwrap_or_else(|_| UPSTREAM.to_string());

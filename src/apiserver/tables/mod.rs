@@ -580,7 +580,7 @@ mod tests {
     fn descriptions_match_the_upstream_openapi_document() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/upstream/openapi-v2-swagger.json"
+            "/../shared/upstream/openapi-v2-swagger.json"
         );
         let Ok(text) = std::fs::read_to_string(path)
             .or_else(|_| std::fs::read_to_string("/work/shared/upstream/openapi-v2-swagger.json"))

@@ -6,7 +6,10 @@ use serde_json::{Value, json};
 use super::strategic_merge_patch;
 use crate::apiserver::schema::{FieldSchema, ObjectSchema, PatchStrategy, TypeRef, TypeTable};
 
-const SWAGGER: &str = "/work/shared/upstream/openapi-v2-swagger.json";
+const SWAGGER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/upstream/openapi-v2-swagger.json"
+);
 
 fn type_ref(schema: &Value) -> TypeRef {
     if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
