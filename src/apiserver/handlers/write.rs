@@ -133,7 +133,7 @@ fn settle_namespace(ctx: &Ctx, obj: &mut Value) -> Result<(), ApiError> {
 }
 
 /// NamespaceLifecycle: the namespace must exist and not be terminating.
-async fn check_namespace(ctx: &Ctx) -> Result<(), ApiError> {
+async fn check_namespace(ctx: &Ctx, name: &str) -> Result<(), ApiError> {
     let Some(ns) = ctx.namespace() else {
         return Ok(());
     };
@@ -151,7 +151,7 @@ async fn check_namespace(ctx: &Ctx) -> Result<(), ApiError> {
             message: format!(
                 "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                 super::super::errors::Qualified::new(ctx.req.def.group, ctx.req.def.plural),
-                objects::name(&Value::Null)
+                name
             ),
             what: Some(super::super::errors::Qualified::new(
                 ctx.req.def.group,
@@ -209,7 +209,7 @@ async fn create_object(
             )],
         ));
     }
-    check_namespace(ctx).await?;
+    check_namespace(ctx, objects::name(&obj)).await?;
     {
         let m = objects::meta_mut(&mut obj);
         m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
