@@ -37,6 +37,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::auth::UserIdentity;
 use crate::store::Store;
@@ -304,9 +305,14 @@ async fn dispatch_inner(api: Arc<ApiServer>, req: Request) -> Result<Response, A
                 .cloned()
                 .ok_or(ApiError::Unauthorized)?;
             let body = read_body(Body::new(body)).await?;
-            let span = tracing::debug_span!("request", verb = req.verb.as_str(), resource = req.def.plural, ns = ?req.namespace, name = ?req.name);
-            let _enter = span.enter();
-            drop(_enter);
+            let span = tracing::debug_span!(
+                "request",
+                verb = req.verb.as_str(),
+                resource = req.def.plural,
+                namespace = ?req.namespace,
+                name = ?req.name,
+                user = %user.name,
+            );
             handlers::handle(Ctx {
                 api,
                 req,
@@ -315,6 +321,7 @@ async fn dispatch_inner(api: Arc<ApiServer>, req: Request) -> Result<Response, A
                 user,
                 body,
             })
+            .instrument(span)
             .await
         }
     }
