@@ -94,16 +94,7 @@ pub async fn create(store: &Store, def: &ResourceDef, object: &Value) -> Result<
         .create(&key, encode(object)?, ttl)
         .await
         .map_err(|e| map_err(def, &name, e))?;
-    let mut object = object.clone();
-    objects::set_meta(
-        &mut object,
-        "resourceVersion",
-        Value::from(kv.mod_revision.0.to_string()),
-    );
-    Ok(Stored {
-        object,
-        mod_revision: kv.mod_revision,
-    })
+    Ok(written(object, &kv))
 }
 
 pub async fn update(
@@ -119,16 +110,7 @@ pub async fn update(
         .update(&key, encode(object)?, expected, ttl_for(def))
         .await
         .map_err(|e| map_err(def, &name, e))?;
-    let mut object = object.clone();
-    objects::set_meta(
-        &mut object,
-        "resourceVersion",
-        Value::from(kv.mod_revision.0.to_string()),
-    );
-    Ok(Stored {
-        object,
-        mod_revision: kv.mod_revision,
-    })
+    Ok(written(object, &kv))
 }
 
 pub async fn delete(
@@ -144,6 +126,20 @@ pub async fn delete(
         .await
         .map_err(|e| map_err(def, name, e))?;
     decode(def, &kv)
+}
+
+/// The object as written, with the revision the store gave it.
+fn written(object: &Value, kv: &KeyValue) -> Stored {
+    let mut object = object.clone();
+    objects::set_meta(
+        &mut object,
+        "resourceVersion",
+        Value::from(kv.mod_revision.0.to_string()),
+    );
+    Stored {
+        object,
+        mod_revision: kv.mod_revision,
+    }
 }
 
 /// Events expire after an hour, as upstream's `--event-ttl` default.

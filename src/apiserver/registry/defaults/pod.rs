@@ -1,6 +1,7 @@
 //! Defaults for pods and pod templates (upstream `pkg/apis/core/v1/defaults.go`): pod spec,
 //! containers, probes, lifecycle handlers, volumes. Only fills zero values; never removes anything.
 
+use crate::apiserver::registry::VOLUME_SOURCES;
 use serde_json::{Map, Value, json};
 
 use crate::apiserver::registry::access::{
@@ -151,40 +152,6 @@ fn default_handler(h: &mut Map<String, Value>) {
         default_string(get, "scheme", "HTTP");
     }
 }
-
-/// The volume source keys of `VolumeSource`; a volume with none of them becomes an emptyDir.
-const VOLUME_SOURCES: &[&str] = &[
-    "hostPath",
-    "emptyDir",
-    "gcePersistentDisk",
-    "awsElasticBlockStore",
-    "gitRepo",
-    "secret",
-    "nfs",
-    "iscsi",
-    "glusterfs",
-    "persistentVolumeClaim",
-    "rbd",
-    "flexVolume",
-    "cinder",
-    "cephfs",
-    "flocker",
-    "downwardAPI",
-    "fc",
-    "azureFile",
-    "configMap",
-    "vsphereVolume",
-    "quobyte",
-    "azureDisk",
-    "photonPersistentDisk",
-    "projected",
-    "portworxVolume",
-    "scaleIO",
-    "storageos",
-    "csi",
-    "ephemeral",
-    "image",
-];
 
 fn default_volume(v: &mut Map<String, Value>) {
     let has_source = VOLUME_SOURCES

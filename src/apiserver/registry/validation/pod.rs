@@ -1,6 +1,7 @@
 //! Pod spec validation (upstream `ValidatePodSpec` and friends): containers, ports, env,
 //! resources, probes, volumes and mounts, scheduling fields. Shared by pods and pod templates.
 
+use crate::apiserver::registry::VOLUME_SOURCES;
 use std::collections::HashSet;
 
 use serde_json::Value;
@@ -544,40 +545,6 @@ fn validate_affinity(errs: &mut Errs, affinity: Option<&Value>, path: &Path) {
         ));
     }
 }
-
-/// The volume source keys; exactly one may be set per volume.
-const VOLUME_SOURCES: &[&str] = &[
-    "hostPath",
-    "emptyDir",
-    "gcePersistentDisk",
-    "awsElasticBlockStore",
-    "gitRepo",
-    "secret",
-    "nfs",
-    "iscsi",
-    "glusterfs",
-    "persistentVolumeClaim",
-    "rbd",
-    "flexVolume",
-    "cinder",
-    "cephfs",
-    "flocker",
-    "downwardAPI",
-    "fc",
-    "azureFile",
-    "configMap",
-    "vsphereVolume",
-    "quobyte",
-    "azureDisk",
-    "photonPersistentDisk",
-    "projected",
-    "portworxVolume",
-    "scaleIO",
-    "storageos",
-    "csi",
-    "ephemeral",
-    "image",
-];
 
 fn validate_volumes(errs: &mut Errs, spec: &Value, path: &Path) -> HashSet<String> {
     let mut seen = HashSet::new();
