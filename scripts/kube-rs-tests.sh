@@ -57,7 +57,10 @@ echo "" >"$suite/scratch/src/lib.rs"
 if [ ! -f "$crate/.skiff-patched" ]; then
   manifest="$(cd "$suite/scratch" && cargo metadata --format-version 1 --locked |
     grep -o "\"manifest_path\":\"[^\"]*/kube-client-$version/Cargo.toml\"" | head -n 1 | cut -d'"' -f4)"
-  [ -n "$manifest" ] && [ -f "$manifest" ] || { echo "kube-client $version not found after cargo fetch" >&2; exit 1; }
+  if [ -z "$manifest" ] || [ ! -f "$manifest" ]; then
+    echo "kube-client $version not found after cargo fetch" >&2
+    exit 1
+  fi
   rm -rf "$crate"
   cp -r "$(dirname "$manifest")" "$crate"
   chmod -R u+w "$crate"
@@ -84,7 +87,11 @@ features="client,rustls-tls,ring,ws,gzip,unstable-client"
 bin="$(cd "$crate" && cargo test --lib --no-default-features --features "$features" --no-run \
   --message-format=json-render-diagnostics 2>"$suite/build.log" |
   grep -o '"executable":"[^"]*/kube_client-[^"]*"' | tail -n 1 | cut -d'"' -f4)" || { cat "$suite/build.log" >&2; exit 1; }
-[ -n "$bin" ] && [ -x "$bin" ] || { cat "$suite/build.log" >&2; echo "no kube-client test binary" >&2; exit 1; }
+if [ -z "$bin" ] || [ ! -x "$bin" ]; then
+  cat "$suite/build.log" >&2
+  echo "no kube-client test binary" >&2
+  exit 1
+fi
 
 # 4. Run the ignored tests against the cluster, one at a time (they share names in "default").
 skip_args=()
