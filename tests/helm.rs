@@ -214,7 +214,9 @@ struct Rendered {
     generation: i64,
 }
 
-fn lifecycle(version: &'static str, helm_tool: &str) {
+/// `operation` is how this helm writes objects: helm 3 patches (`Update`), helm 4 uses
+/// server-side apply (`Apply`); both under the field manager `helm`.
+fn lifecycle(version: &'static str, helm_tool: &str, operation: &str) {
     let h = Helm::new(version, helm_tool);
     let chart = chart();
     let chart = chart.to_str().expect("utf-8 path");
@@ -298,6 +300,33 @@ fn lifecycle(version: &'static str, helm_tool: &str) {
         "helm {v}: sha256 of \"bonjour\""
     );
 
+    let d = parse(&ok(
+        &h.server,
+        &h.kubectl,
+        &[
+            "get",
+            "deployment",
+            OBJECT,
+            "-n",
+            NS,
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ],
+        None,
+    ));
+    let managers: Vec<(Value, Value)> = d["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| (m["manager"].clone(), m["operation"].clone()))
+        .collect();
+    assert_eq!(
+        managers,
+        vec![(json!("helm"), json!(operation))],
+        "helm {v} managedFields"
+    );
+
     // history
     let history = h.helm_json(&["history", RELEASE]);
     let summary: Vec<(Value, Value, Value)> = history
@@ -360,10 +389,10 @@ fn lifecycle(version: &'static str, helm_tool: &str) {
 
 #[test]
 fn helm_3_installs_upgrades_rolls_back_and_uninstalls_a_release() {
-    lifecycle("3.18", "helm-3");
+    lifecycle("3.18", "helm-3", "Update");
 }
 
 #[test]
 fn helm_4_installs_upgrades_rolls_back_and_uninstalls_a_release() {
-    lifecycle("4.1", "helm-4");
+    lifecycle("4.1", "helm-4", "Apply");
 }
