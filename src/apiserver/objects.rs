@@ -106,12 +106,13 @@ pub fn rfc3339_in(seconds: i64) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// Sets `apiVersion` and `kind` first in the object, as upstream prints them.
+/// Sets `kind` and `apiVersion` first in the object, in the order upstream's encoder writes
+/// `TypeMeta` (clients such as kube-rs report decode errors by column).
 pub fn set_type_meta(obj: &mut Value, api_version: &str, kind: &str) {
     let Value::Object(map) = obj else { return };
     let mut out = Map::with_capacity(map.len() + 2);
-    out.insert("apiVersion".into(), Value::from(api_version));
     out.insert("kind".into(), Value::from(kind));
+    out.insert("apiVersion".into(), Value::from(api_version));
     for (k, v) in std::mem::take(map) {
         if k != "apiVersion" && k != "kind" {
             out.insert(k, v);
@@ -130,7 +131,7 @@ mod tests {
         let mut o = json!({"metadata": {"name": "a"}, "kind": "X"});
         set_type_meta(&mut o, "v1", "ConfigMap");
         let keys: Vec<_> = o.as_object().unwrap().keys().cloned().collect();
-        assert_eq!(keys, vec!["apiVersion", "kind", "metadata"]);
+        assert_eq!(keys, vec!["kind", "apiVersion", "metadata"]);
         assert_eq!(o["kind"], "ConfigMap");
     }
 

@@ -67,12 +67,12 @@ pub async fn handle(ctx: Ctx) -> Result<Response, ApiError> {
         };
     }
     match (ctx.req.verb, ctx.req.subresource) {
-        (Verb::Get, None | Some(S::Status)) => read::get(ctx).await,
+        (Verb::Get, None | Some(S::Status | S::EphemeralContainers)) => read::get(ctx).await,
         (Verb::List, None) => read::list(ctx).await,
         (Verb::Watch, None) => watch::watch(ctx).await,
         (Verb::Create, None) => write::create(ctx).await,
-        (Verb::Update, None | Some(S::Status)) => write::update(ctx).await,
-        (Verb::Patch, None | Some(S::Status)) => write::patch(ctx).await,
+        (Verb::Update, None | Some(S::Status | S::EphemeralContainers)) => write::update(ctx).await,
+        (Verb::Patch, None | Some(S::Status | S::EphemeralContainers)) => write::patch(ctx).await,
         (Verb::Delete, None) => delete::delete(ctx).await,
         (Verb::DeleteCollection, None) => delete::delete_collection(ctx).await,
         (Verb::Get, Some(S::Scale)) => subresources::get_scale(ctx).await,
