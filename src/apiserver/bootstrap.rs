@@ -62,9 +62,12 @@ pub async fn ensure(
     port: u16,
 ) -> Result<(), BootstrapError> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    for ns in SYSTEM_NAMESPACES {
-        create_if_missing(&namespaces, json!({"metadata": {"name": ns}}), "namespace").await?;
-    }
+    futures::future::try_join_all(
+        SYSTEM_NAMESPACES.iter().map(|ns| {
+            create_if_missing(&namespaces, json!({"metadata": {"name": ns}}), "namespace")
+        }),
+    )
+    .await?;
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     create_if_missing(
         &services,
@@ -109,5 +112,129 @@ pub async fn ensure(
         )
         .await
         .map_err(|source| BootstrapError::Create { what: "endpointslice default/kubernetes", source })?;
+    ensure_cluster_admin(client).await?;
+    ensure_api_services(client).await?;
+    Ok(())
+}
+
+fn bootstrap_labels() -> serde_json::Value {
+    json!({"kubernetes.io/bootstrapping": "rbac-defaults"})
+}
+
+/// `cluster-admin` bound to `system:masters`, as upstream's bootstrap policy has them. The rest of
+/// the default policy comes with RBAC enforcement.
+async fn ensure_cluster_admin(client: &kube::Client) -> Result<(), BootstrapError> {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let pp = PatchParams::apply("skiff-apiserver").force();
+    let annotations = json!({"rbac.authorization.kubernetes.io/autoupdate": "true"});
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    roles
+        .patch(
+            "cluster-admin",
+            &pp,
+            &Patch::Apply(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": "cluster-admin", "labels": bootstrap_labels(), "annotations": annotations},
+                "rules": [
+                    {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                    {"nonResourceURLs": ["*"], "verbs": ["*"]},
+                ],
+            })),
+        )
+        .await
+        .map_err(|source| BootstrapError::Create { what: "clusterrole cluster-admin", source })?;
+    let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
+    bindings
+        .patch(
+            "cluster-admin",
+            &pp,
+            &Patch::Apply(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": "cluster-admin", "labels": bootstrap_labels(), "annotations": annotations},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters"}],
+            })),
+        )
+        .await
+        .map_err(|source| BootstrapError::Create { what: "clusterrolebinding cluster-admin", source })?;
+    Ok(())
+}
+
+/// Upstream's group priorities for the local APIServices (higher sorts first in discovery).
+fn group_priority(group: &str) -> i64 {
+    match group {
+        "" | "apiregistration.k8s.io" => 18000,
+        "apps" => 17800,
+        "events.k8s.io" => 17750,
+        "authentication.k8s.io" => 17700,
+        "authorization.k8s.io" => 17600,
+        "autoscaling" => 17500,
+        "batch" => 17400,
+        "certificates.k8s.io" => 17300,
+        "networking.k8s.io" => 17200,
+        "policy" => 17100,
+        "rbac.authorization.k8s.io" => 17000,
+        "storage.k8s.io" => 16800,
+        "scheduling.k8s.io" => 16600,
+        "coordination.k8s.io" => 16500,
+        "node.k8s.io" => 16300,
+        "discovery.k8s.io" => 16200,
+        _ => 16000,
+    }
+}
+
+/// One local APIService per served group-version (`v1.`, `v1.apps`, ...), Available, as upstream's
+/// autoregistration keeps them.
+async fn ensure_api_services(client: &kube::Client) -> Result<(), BootstrapError> {
+    use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
+    let api: Api<APIService> = Api::all(client.clone());
+    let pp = PatchParams::apply("skiff-apiserver").force();
+    let mut gvs: Vec<(&str, Vec<&str>)> = vec![("", vec!["v1"])];
+    gvs.extend(super::resources::groups());
+    let now = super::objects::now_rfc3339();
+    let mut names = Vec::new();
+    for (group, versions) in gvs {
+        for (i, version) in versions.iter().enumerate() {
+            names.push((format!("{version}.{group}"), group, *version, i == 0));
+        }
+    }
+    // Concurrently, so the store commits them in a few batches instead of one fsync each.
+    futures::future::try_join_all(names.iter().map(|(name, group, version, preferred)| {
+        let (api, pp, now) = (&api, &pp, &now);
+        async move {
+            api.patch(
+                name,
+                pp,
+                &Patch::Apply(json!({
+                    "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+                    "metadata": {"name": name, "labels": {"kube-aggregator.kubernetes.io/automanaged": "onstart"}},
+                    "spec": {
+                        "group": group,
+                        "version": version,
+                        "groupPriorityMinimum": group_priority(group),
+                        "versionPriority": if *preferred { 15 } else { 9 },
+                    },
+                })),
+            )
+            .await
+            .map_err(|source| BootstrapError::Create { what: "apiservice", source })?;
+            api.patch_status(
+                name,
+                pp,
+                &Patch::Apply(json!({
+                    "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+                    "metadata": {"name": name},
+                    "status": {"conditions": [{
+                        "type": "Available", "status": "True", "reason": "Local",
+                        "message": "Local APIServices are always available",
+                        "lastTransitionTime": now,
+                    }]},
+                })),
+            )
+            .await
+            .map_err(|source| BootstrapError::Create { what: "apiservice status", source })
+        }
+    }))
+    .await?;
     Ok(())
 }

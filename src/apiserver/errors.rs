@@ -76,6 +76,14 @@ pub enum ApiError {
     Unauthorized,
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
+    /// A served subresource whose backing component does not exist yet; not retried by clients.
+    #[error("{0}")]
+    NotSupported(String),
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        causes: Vec<(String, String)>,
+    },
     #[error("the server could not find the requested resource")]
     PathNotFound,
     #[error("{0}")]
@@ -157,7 +165,10 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed | ApiError::NotSupported(_) => {
+                StatusCode::METHOD_NOT_ALLOWED
+            }
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
@@ -177,7 +188,8 @@ impl ApiError {
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Forbidden { .. } => "Forbidden",
             ApiError::Unauthorized => "Unauthorized",
-            ApiError::MethodNotAllowed => "MethodNotAllowed",
+            ApiError::MethodNotAllowed | ApiError::NotSupported(_) => "MethodNotAllowed",
+            ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::Gone(_) => "Expired",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::NotAcceptable(_) => "NotAcceptable",
@@ -241,6 +253,9 @@ impl ApiError {
                 Some(d)
             }
             ApiError::Internal(msg) => Some(json!({"causes": [{"message": msg}]})),
+            ApiError::TooManyRequests { causes, .. } if !causes.is_empty() => Some(json!({
+                "causes": causes.iter().map(|(r, m)| json!({"reason": r, "message": m})).collect::<Vec<_>>()
+            })),
             _ => None,
         }
     }

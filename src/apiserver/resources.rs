@@ -913,6 +913,20 @@ pub static BUILTIN: &[ResourceDef] = &[
         "io.k8s.api.node.v1.RuntimeClass",
         "runtimeclasses",
     ),
+    // apiregistration.k8s.io/v1: the local APIService of every served group-version
+    def(
+        "apiregistration.k8s.io",
+        "v1",
+        "APIService",
+        "apiservices",
+        "apiservice",
+        &[],
+        &["api-extensions"],
+        false,
+        STATUS,
+        "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIService",
+        "apiregistration.k8s.io/apiservices",
+    ),
     // scheduling.k8s.io/v1
     def(
         "scheduling.k8s.io",

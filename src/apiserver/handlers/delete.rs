@@ -198,6 +198,21 @@ async fn delete_one(
     Err(ApiError::modified(def.group, def.plural, name))
 }
 
+/// Deletes the request's pod as an eviction does (Background propagation, optional grace period).
+pub async fn delete_for_eviction(ctx: &Ctx, grace_period: Option<i64>) -> Result<(), ApiError> {
+    let opts = DeleteOptions {
+        grace_period,
+        propagation: None,
+        uid: None,
+        resource_version: None,
+    };
+    let name = ctx.name().to_string();
+    let ns = ctx.namespace().map(str::to_string);
+    delete_one(ctx, ns.as_deref(), &name, &opts)
+        .await
+        .map(|_| ())
+}
+
 /// The grace period a deletion gets: only pods bound to a node wait for their kubelet.
 fn graceful_period(plural: &str, obj: &Value, requested: Option<i64>) -> i64 {
     if plural != "pods" {

@@ -54,6 +54,9 @@ impl Ctx {
 pub async fn handle(ctx: Ctx) -> Result<Response, ApiError> {
     use Subresource as S;
     let def = ctx.req.def;
+    if def.storage == Storage::Virtual && def.kind == "Binding" {
+        return subresources::bind(ctx).await;
+    }
     if def.storage == Storage::Virtual {
         return match ctx.req.verb {
             Verb::Create => reviews::create(ctx).await,
@@ -67,22 +70,29 @@ pub async fn handle(ctx: Ctx) -> Result<Response, ApiError> {
         };
     }
     match (ctx.req.verb, ctx.req.subresource) {
-        (Verb::Get, None | Some(S::Status | S::EphemeralContainers)) => read::get(ctx).await,
+        (Verb::Get, None | Some(S::Status | S::EphemeralContainers | S::Resize)) => {
+            read::get(ctx).await
+        }
         (Verb::List, None) => read::list(ctx).await,
         (Verb::Watch, None) => watch::watch(ctx).await,
         (Verb::Create, None) => write::create(ctx).await,
-        (Verb::Update, None | Some(S::Status | S::EphemeralContainers)) => write::update(ctx).await,
-        (Verb::Patch, None | Some(S::Status | S::EphemeralContainers)) => write::patch(ctx).await,
+        (Verb::Update, None | Some(S::Status | S::EphemeralContainers | S::Resize)) => {
+            write::update(ctx).await
+        }
+        (Verb::Patch, None | Some(S::Status | S::EphemeralContainers | S::Resize)) => {
+            write::patch(ctx).await
+        }
         (Verb::Delete, None) => delete::delete(ctx).await,
         (Verb::DeleteCollection, None) => delete::delete_collection(ctx).await,
         (Verb::Get, Some(S::Scale)) => subresources::get_scale(ctx).await,
         (Verb::Update | Verb::Patch, Some(S::Scale)) => subresources::update_scale(ctx).await,
         (Verb::Create, Some(S::Binding)) => subresources::bind(ctx).await,
         (Verb::Update, Some(S::Finalize)) => subresources::finalize_namespace(ctx).await,
-        (Verb::Get, Some(S::Log)) => subresources::no_node_agent(ctx).await,
-        (_, Some(S::Exec | S::Attach | S::PortForward | S::Proxy | S::Eviction | S::Token)) => {
-            subresources::not_yet(ctx).await
+        (Verb::Create, Some(S::Eviction)) => subresources::evict(ctx).await,
+        (Verb::Get | Verb::Create, Some(S::Log | S::Exec | S::Attach | S::PortForward)) => {
+            subresources::no_node_agent(ctx).await
         }
+        (_, Some(S::Proxy | S::Token)) => subresources::not_yet(ctx).await,
         _ => Err(ApiError::MethodNotAllowed),
     }
 }

@@ -149,8 +149,19 @@ pub async fn update_scale(ctx: Ctx) -> Result<Response, ApiError> {
 }
 
 /// `pods/<name>/binding` (and core/v1 `bindings`): assigns a pod to a node once.
-pub async fn bind(ctx: Ctx) -> Result<Response, ApiError> {
+pub async fn bind(mut ctx: Ctx) -> Result<Response, ApiError> {
     let body = codec::decode_object(&ctx.headers, &ctx.body)?;
+    if ctx.req.def.kind == "Binding" {
+        // core/v1 `bindings`: the pod is named by the Binding itself.
+        let name = objects::name(&body).to_string();
+        if name.is_empty() {
+            return Err(ApiError::BadRequest("binding name is required".into()));
+        }
+        ctx.req.def = super::super::resources::lookup("", "v1", "pods")
+            .ok_or_else(|| ApiError::Internal("pods not registered".into()))?;
+        ctx.req.name = Some(name);
+        ctx.req.subresource = Some(super::super::resources::Subresource::Binding);
+    }
     let node = body
         .pointer("/target/name")
         .and_then(Value::as_str)
@@ -231,6 +242,8 @@ pub async fn finalize_namespace(ctx: Ctx) -> Result<Response, ApiError> {
     ))
 }
 
+/// log, exec, attach and portforward: upstream answers 400 for a pod with no node; with a node,
+/// they need its node agent, which this server does not run yet.
 pub async fn no_node_agent(ctx: Ctx) -> Result<Response, ApiError> {
     let stored = super::super::storage::get(
         &ctx.api.store,
@@ -251,17 +264,97 @@ pub async fn no_node_agent(ctx: Ctx) -> Result<Response, ApiError> {
             ctx.name()
         )));
     }
-    Err(ApiError::ServiceUnavailable(format!(
-        "the node agent on node {node:?} is not reachable from this server"
+    let sub = ctx.req.subresource.map(|s| s.name()).unwrap_or("");
+    Err(ApiError::NotSupported(format!(
+        "pods/{sub} needs the node agent on node {node:?}, which this server does not run yet"
     )))
 }
 
 pub async fn not_yet(ctx: Ctx) -> Result<Response, ApiError> {
     let sub = ctx.req.subresource.map(|s| s.name()).unwrap_or("");
-    Err(ApiError::ServiceUnavailable(format!(
-        "the {sub} subresource of {} needs the node agent, which this server does not run yet",
+    Err(ApiError::NotSupported(format!(
+        "the {sub} subresource of {} is not served by this server yet",
         ctx.req.def.plural
     )))
+}
+
+/// `pods/<name>/eviction`: deletes the pod unless a PodDisruptionBudget selecting it allows no
+/// disruption (429, as upstream; clients such as `kubectl drain` retry).
+pub async fn evict(ctx: Ctx) -> Result<Response, ApiError> {
+    let body = codec::decode_object(&ctx.headers, &ctx.body)?;
+    let pod = super::super::storage::get(
+        &ctx.api.store,
+        ctx.req.def,
+        ctx.namespace(),
+        ctx.name(),
+        None,
+    )
+    .await?;
+    let pod = pod.object;
+    let phase = pod
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    // Terminal, pending and already-deleting pods are evicted without consulting budgets.
+    let guarded = !matches!(phase, "Succeeded" | "Failed" | "Pending" | "")
+        && objects::deletion_timestamp(&pod).is_none();
+    if guarded {
+        let pdbs = super::super::resources::lookup("policy", "v1", "poddisruptionbudgets")
+            .ok_or_else(|| ApiError::Internal("poddisruptionbudgets not registered".into()))?;
+        let ns = ctx.namespace().unwrap_or("");
+        let listed = ctx
+            .api
+            .store
+            .list(&pdbs.namespace_prefix(ns), None, None, None)
+            .await
+            .map_err(super::super::storage::map_store_err)?;
+        let labels = objects::labels(&pod);
+        for kv in &listed.kvs {
+            let pdb = super::super::storage::decode(pdbs, kv)?.object;
+            let selector = selector_string(pdb.pointer("/spec/selector"));
+            let Ok(sel) = super::super::selectors::LabelSelector::parse(&selector) else {
+                continue;
+            };
+            if selector.is_empty() || !sel.matches(&labels) {
+                continue;
+            }
+            let allowed = pdb
+                .pointer("/status/disruptionsAllowed")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if allowed < 1 {
+                let expected = pdb
+                    .pointer("/status/desiredHealthy")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                let healthy = pdb
+                    .pointer("/status/currentHealthy")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                return Err(ApiError::TooManyRequests {
+                    message: "Cannot evict pod as it would violate the pod's disruption budget."
+                        .into(),
+                    causes: vec![(
+                        "DisruptionBudget".into(),
+                        format!(
+                            "The disruption budget {} needs {expected} healthy pods and has {healthy} currently",
+                            objects::name(&pdb)
+                        ),
+                    )],
+                });
+            }
+        }
+    }
+    let grace = body
+        .pointer("/deleteOptions/gracePeriodSeconds")
+        .and_then(Value::as_i64);
+    super::delete::delete_for_eviction(&ctx, grace).await?;
+    Ok(codec::respond(
+        StatusCode::CREATED,
+        codec::Format::Json,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        &[],
+    ))
 }
 
 #[cfg(test)]

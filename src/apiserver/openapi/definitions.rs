@@ -6,6 +6,7 @@
 use k8s_openapi::api;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::apimachinery::pkg::version::Info;
+use k8s_openapi::kube_aggregator;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Map, Value, json};
 
@@ -94,6 +95,7 @@ pub fn generate() -> Map<String, Value> {
         api::discovery::v1::EndpointSlice,
         api::node::v1::RuntimeClass,
         api::scheduling::v1::PriorityClass,
+        kube_aggregator::pkg::apis::apiregistration::v1::APIService,
         meta::APIGroup,
         meta::APIGroupList,
         meta::APIResourceList,

@@ -24,6 +24,8 @@ pub fn name_rule(def: &ResourceDef) -> NameRule {
         ("", "Service") => NameRule::Dns1035Label,
         ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
         ("certificates.k8s.io", "CertificateSigningRequest") => NameRule::PathSegment,
+        // `v1.` names the core group's APIService; upstream checks path segments only here.
+        ("apiregistration.k8s.io", "APIService") => NameRule::PathSegment,
         _ => NameRule::Dns1123Subdomain,
     }
 }
