@@ -64,5 +64,6 @@ fi
 
 export SKIFF_BIN="${SKIFF_BIN:-$target/release/skiff}"
 export SKIFF_BENCH_OUT="${SKIFF_BENCH_OUT:-$target/bench-results.json}"
-# The bench profile inherits release, so this reuses the build above and compiles only the harness.
-exec cargo bench --bench api
+# `--profile release` makes cargo reuse the release build above (the default bench profile would
+# compile every dependency a second time); only the harness itself is compiled here.
+exec cargo bench --profile release --bench api

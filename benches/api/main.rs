@@ -5,6 +5,7 @@
 
 mod list;
 mod load;
+mod machine;
 mod procs;
 mod rawhttp;
 mod report;
@@ -36,6 +37,8 @@ struct Settings {
     skiff_bin: PathBuf,
     etcd_bin: Option<PathBuf>,
     out: PathBuf,
+    /// Parts to run (`SKIFF_BENCH_ONLY=etcd,https,inproc,startup`); all when unset.
+    only: Option<Vec<String>>,
 }
 
 fn env_usize(name: &str, default: usize, max: usize) -> usize {
@@ -73,7 +76,19 @@ impl Settings {
                 .map(PathBuf::from)
                 .or_else(|| find_in_path("etcd")),
             out,
+            only: std::env::var("SKIFF_BENCH_ONLY").ok().map(|v| {
+                v.split(',')
+                    .map(|p| p.trim().to_string())
+                    .filter(|p| !p.is_empty())
+                    .collect()
+            }),
         }
+    }
+
+    fn wants(&self, part: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|parts| parts.iter().any(|p| p == part))
     }
 }
 
@@ -115,41 +130,69 @@ async fn run(s: &Settings) -> Report {
         "idle_secs": s.idle.as_secs(),
         "skiff_bin": s.skiff_bin.display().to_string(),
         "etcd_bin": s.etcd_bin.as_ref().map(|p| p.display().to_string()),
+        "only": s.only,
     }));
     if let Err(e) = stats::self_check().and_then(|()| load::self_check()) {
         report.error("self-check", &e);
         return report;
     }
     eprintln!("bench: skiff binary {}", s.skiff_bin.display());
+    let probe = tokio::task::spawn_blocking(machine::fsync_probe)
+        .await
+        .context("fsync probe task")
+        .and_then(|r| r);
+    report.machine(probe.as_ref());
 
     // 1 + 2: etcd first, then skiff, back to back, so both see the same machine load.
-    eprintln!("bench: etcd puts");
-    let etcd = match &s.etcd_bin {
-        Some(bin) => bench_etcd(bin, s.creates).await,
-        None => Err(anyhow::anyhow!(
-            "etcd not found in PATH (scripts/bench.sh installs etcd-server)"
-        )),
+    let etcd = if s.wants("etcd") {
+        eprintln!("bench: etcd puts");
+        Some(match &s.etcd_bin {
+            Some(bin) => bench_etcd(bin, s.creates).await,
+            None => Err(anyhow::anyhow!(
+                "etcd not found in PATH (scripts/bench.sh installs etcd-server)"
+            )),
+        })
+    } else {
+        None
     };
-    eprintln!("bench: skiff over HTTPS (creates, watch, list)");
-    let https = bench_https(s).await;
-    report.creates(https.as_ref().map(|h| &h.creates), etcd.as_ref());
-    report.list(https.as_ref().map(|h| &h.list));
-    if let Ok(h) = &https {
+    let https = if s.wants("https") {
+        eprintln!("bench: skiff over HTTPS (creates, watch, list)");
+        Some(bench_https(s).await)
+    } else {
+        None
+    };
+    report.creates(
+        https.as_ref().map(|r| r.as_ref().map(|h| &h.creates)),
+        etcd.as_ref().map(|r| r.as_ref()),
+    );
+    if let Some(Ok(h)) = &https {
+        report.list(&h.list);
         report.memory_after_load(h.rss_after_load_kib);
     }
 
-    eprintln!("bench: watch latency in-process");
-    let store_watch = watch::store(s.watch_events).await;
-    let api_watch = in_process_watch(s.watch_events).await;
+    let (store_watch, inproc_watch) = if s.wants("inproc") {
+        eprintln!("bench: watch latency in-process");
+        (
+            Some(watch::store(s.watch_events).await),
+            Some(in_process_watch(s.watch_events).await),
+        )
+    } else {
+        (None, None)
+    };
     report.watch(
-        store_watch.as_ref(),
-        api_watch.as_ref(),
-        https.as_ref().ok().map(|h| &h.watch),
+        store_watch.as_ref().map(|r| r.as_ref()),
+        inproc_watch.as_ref().map(|r| r.as_ref()),
+        https
+            .as_ref()
+            .and_then(|r| r.as_ref().ok())
+            .map(|h| &h.watch),
     );
 
-    eprintln!("bench: start-up time and idle memory");
-    let startup = bench_startup(s).await;
-    report.startup(&startup);
+    if s.wants("startup") {
+        eprintln!("bench: start-up time and idle memory");
+        let startup = bench_startup(s).await;
+        report.startup(&startup);
+    }
     report
 }
 
@@ -205,7 +248,7 @@ async fn bench_https(s: &Settings) -> anyhow::Result<HttpsResults> {
     }
     let one = load::skiff_creates(std::slice::from_ref(first), "bench-c1", s.creates).await?;
     let eight = load::skiff_creates(&clients, "bench-c8", s.creates).await?;
-    let watch = watch::api(first, "bench-watch-https", s.watch_events).await?;
+    let watch = watch::api(first, "bench-watch-https", s.watch_events, None).await?;
     let list = list::run(&clients, "bench-list", s.secrets).await?;
     let rss_after_load_kib = server.guard.rss_kib()?;
     server.guard.check_running()?;
@@ -230,9 +273,17 @@ async fn bench_etcd(bin: &Path, creates: usize) -> anyhow::Result<[load::Through
     Ok([one, eight])
 }
 
-/// A server started in this process (`skiff::server::start`) and watched through the in-process
-/// kube-rs client (no TCP, no TLS).
-async fn in_process_watch(n: usize) -> anyhow::Result<watch::WatchLatency> {
+/// Watch latencies with the server in this process, where its store can be watched directly.
+pub struct InProcessWatch {
+    /// Through `skiff::client::in_process` (the router called directly, no TCP or TLS).
+    pub router: watch::WatchLatency,
+    /// Through a kube-rs client on the server's HTTPS listener.
+    pub https: watch::WatchLatency,
+}
+
+/// A server started in this process (`skiff::server::start`), watched through the in-process
+/// kube-rs client and over HTTPS, with each event also timed from the store's own watch.
+async fn in_process_watch(n: usize) -> anyhow::Result<InProcessWatch> {
     let dir = tempfile::Builder::new()
         .prefix("skiff-bench-inproc-")
         .tempdir()
@@ -261,10 +312,22 @@ async fn in_process_watch(n: usize) -> anyhow::Result<watch::WatchLatency> {
     let server = skiff::server::start(&args)
         .await
         .context("starting the in-process server")?;
+    let store = server.api.store.clone();
     let client = skiff::client::in_process(server.api.router(), skiff::client::admin());
-    let result = watch::api(&client, "bench-watch-inproc", n).await;
+    let router = watch::api(&client, "bench-watch-inproc", n, Some(&store)).await;
+    let https = match https_clients(&server.admin_kubeconfig, 1).await {
+        Ok(clients) => match clients.first() {
+            Some(c) => watch::api(c, "bench-watch-tls", n, Some(&store)).await,
+            None => Err(anyhow::anyhow!("no client")),
+        },
+        Err(e) => Err(e),
+    };
+    drop(store);
     server.shutdown().await;
-    result
+    Ok(InProcessWatch {
+        router: router.context("through the in-process client")?,
+        https: https.context("over HTTPS")?,
+    })
 }
 
 /// Start-up figures: time to `/readyz` OK over fresh data dirs, and idle RSS after the last start.

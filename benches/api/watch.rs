@@ -1,6 +1,7 @@
 //! Watch delivery latency: objects created one at a time while a watch runs; each event's arrival
 //! is timestamped by the task reading the watch and compared with the create call's start and
-//! return. Three paths: the raw store, the API in-process (kube-rs over the router) and HTTPS.
+//! return and, when the server runs in this process, with the arrival of the same write on a raw
+//! store watch (the commit as early as anything can observe it).
 
 use std::future::Future;
 use std::pin::pin;
@@ -33,14 +34,31 @@ pub struct WatchLatency {
     pub start_to_event: Summary,
     /// How many events arrived before their create call returned.
     pub before_ack: usize,
+    /// Event arrival minus the arrival of the same write on a raw store watch in the server's
+    /// process (floored at 0); only when the server runs in this process.
+    pub commit_to_event: Option<Summary>,
 }
 
 type Arrivals = mpsc::UnboundedReceiver<(String, Instant)>;
 
-/// Creates `name-{i}` for each i with `create`, one at a time, and pairs each with its arrival.
+/// Waits for `name` on `arrivals`, skipping other names; returns when it arrived.
+async fn arrival_of(arrivals: &mut Arrivals, name: &str, what: &str) -> anyhow::Result<Instant> {
+    loop {
+        match tokio::time::timeout(EVENT_LIMIT, arrivals.recv()).await {
+            Ok(Some((got, at))) if got == name => return Ok(at),
+            Ok(Some(_)) => continue,
+            Ok(None) => bail!("the {what} ended before the event for {name}"),
+            Err(_) => bail!("no {what} event for {name} within {EVENT_LIMIT:?}"),
+        }
+    }
+}
+
+/// Creates `w-{i}` for each i with `create`, one at a time, and pairs each with its arrival on
+/// `arrivals` (and on `commits`, the raw store watch, when given).
 async fn measure<F, Fut>(
     n: usize,
     arrivals: &mut Arrivals,
+    mut commits: Option<&mut Arrivals>,
     create: F,
 ) -> anyhow::Result<WatchLatency>
 where
@@ -49,19 +67,17 @@ where
 {
     let mut ack = Vec::with_capacity(n);
     let mut start = Vec::with_capacity(n);
+    let mut commit = Vec::with_capacity(n);
     let mut before_ack = 0;
     for i in 0..WARM_UP + n {
         let name = format!("w-{i:06}");
         let t0 = Instant::now();
         create(name.clone()).await?;
         let t1 = Instant::now();
-        let arrived = loop {
-            match tokio::time::timeout(EVENT_LIMIT, arrivals.recv()).await {
-                Ok(Some((got, at))) if got == name => break at,
-                Ok(Some(_)) => continue,
-                Ok(None) => bail!("the watch ended before the event for {name}"),
-                Err(_) => bail!("no event for {name} within {EVENT_LIMIT:?}"),
-            }
+        let arrived = arrival_of(arrivals, &name, "watch").await?;
+        let committed = match commits.as_deref_mut() {
+            Some(c) => Some(arrival_of(c, &name, "store watch").await?),
+            None => None,
         };
         if i < WARM_UP {
             continue;
@@ -71,12 +87,52 @@ where
         }
         ack.push(ms(arrived.saturating_duration_since(t1)));
         start.push(ms(arrived.saturating_duration_since(t0)));
+        if let Some(c) = committed {
+            commit.push(ms(arrived.saturating_duration_since(c)));
+        }
     }
     Ok(WatchLatency {
         ack_to_event: summarize(&ack),
         start_to_event: summarize(&start),
         before_ack,
+        commit_to_event: (!commit.is_empty()).then(|| summarize(&commit)),
     })
+}
+
+/// Relays every write under `prefix` on a raw store watch as (last key segment, arrival).
+fn store_arrivals(store: &Store, prefix: &str) -> anyhow::Result<(Arrivals, AbortOnDrop)> {
+    let watch = store
+        .watch(prefix, store.current_revision())
+        .context("starting the store watch")?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        let mut watch = pin!(watch);
+        while let Some(Ok(batch)) = watch.next().await {
+            let at = Instant::now();
+            for event in batch {
+                let name = event
+                    .kv
+                    .key
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                if tx.send((name, at)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Ok((rx, AbortOnDrop(reader)))
+}
+
+/// Stops a reader task when the measurement ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The raw store in this process: `Store::create` against a `Store::watch` on the prefix.
@@ -88,24 +144,9 @@ pub async fn store(n: usize) -> anyhow::Result<WatchLatency> {
     let store = Store::open(StoreConfig::new(dir.path().join("state.db")))
         .await
         .context("opening the store")?;
-    let watch = store
-        .watch("/bench/", store.current_revision())
-        .context("starting the store watch")?;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let reader = tokio::spawn(async move {
-        let mut watch = pin!(watch);
-        while let Some(Ok(batch)) = watch.next().await {
-            let at = Instant::now();
-            for event in batch {
-                let name = event.kv.key.trim_start_matches("/bench/").to_string();
-                if tx.send((name, at)).is_err() {
-                    return;
-                }
-            }
-        }
-    });
+    let (mut rx, reader) = store_arrivals(&store, "/bench/")?;
     let value = Bytes::from(payload());
-    let result = measure(n, &mut rx, |name| {
+    let result = measure(n, &mut rx, None, |name| {
         let store = store.clone();
         let value = value.clone();
         async move {
@@ -117,7 +158,7 @@ pub async fn store(n: usize) -> anyhow::Result<WatchLatency> {
         }
     })
     .await;
-    reader.abort();
+    drop(reader);
     if let Err(e) = store.close().await {
         eprintln!("warning: closing the benchmark store: {e}");
     }
@@ -125,8 +166,14 @@ pub async fn store(n: usize) -> anyhow::Result<WatchLatency> {
 }
 
 /// The Kubernetes API through `client`: a ConfigMap watch in `ns` (kube-rs `Api::watch` from the
-/// list's resourceVersion) against ConfigMap creates through the same client.
-pub async fn api(client: &Client, ns: &str, n: usize) -> anyhow::Result<WatchLatency> {
+/// list's resourceVersion) against ConfigMap creates through the same client. With `store` (the
+/// server's own store, in this process) each event is also timed from its commit.
+pub async fn api(
+    client: &Client,
+    ns: &str,
+    n: usize,
+    store: Option<&Store>,
+) -> anyhow::Result<WatchLatency> {
     ensure_namespace(client, ns).await?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let list = api
@@ -138,8 +185,15 @@ pub async fn api(client: &Client, ns: &str, n: usize) -> anyhow::Result<WatchLat
         .watch(&WatchParams::default().timeout(290), &rv)
         .await
         .context("starting the watch")?;
+    let mut commits = match store {
+        Some(store) => Some(store_arrivals(
+            store,
+            &format!("/registry/configmaps/{ns}/"),
+        )?),
+        None => None,
+    };
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let reader = tokio::spawn(async move {
+    let reader = AbortOnDrop(tokio::spawn(async move {
         let mut stream = pin!(stream);
         while let Some(Ok(event)) = stream.next().await {
             let at = Instant::now();
@@ -150,9 +204,10 @@ pub async fn api(client: &Client, ns: &str, n: usize) -> anyhow::Result<WatchLat
                 return;
             }
         }
-    });
+    }));
     let data = payload();
-    let result = measure(n, &mut rx, |name| {
+    let commit_rx = commits.as_mut().map(|(rx, _)| rx);
+    let result = measure(n, &mut rx, commit_rx, |name| {
         let api = api.clone();
         let cm = config_map(name, &data);
         async move {
@@ -163,6 +218,6 @@ pub async fn api(client: &Client, ns: &str, n: usize) -> anyhow::Result<WatchLat
         }
     })
     .await;
-    reader.abort();
+    drop(reader);
     result
 }
