@@ -126,6 +126,57 @@ fn store_arrivals(store: &Store, prefix: &str) -> anyhow::Result<(Arrivals, Abor
     Ok((rx, AbortOnDrop(reader)))
 }
 
+/// Like [`store_arrivals`], but read on a dedicated thread with its own runtime, so the commit
+/// is stamped as soon as the store publishes it instead of after whatever tasks the benchmark's
+/// runtime is busy with (the API path being timed among them).
+fn commit_arrivals(store: &Store, prefix: &str) -> anyhow::Result<(Arrivals, StopOnDrop)> {
+    let watch = store
+        .watch(prefix, store.current_revision())
+        .context("starting the store watch")?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the commit watch runtime")?;
+    std::thread::Builder::new()
+        .name("commit-watch".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let mut watch = pin!(watch);
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = &mut stopped => return,
+                        batch = watch.next() => {
+                            let Some(Ok(batch)) = batch else { return };
+                            let at = Instant::now();
+                            for event in batch {
+                                let name = event.kv.key.rsplit('/').next().unwrap_or_default();
+                                if tx.send((name.to_string(), at)).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        })
+        .context("starting the commit watch thread")?;
+    Ok((rx, StopOnDrop(Some(stop))))
+}
+
+/// Ends the commit watch thread when dropped.
+struct StopOnDrop(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(stop) = self.0.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
 /// Stops a reader task when the measurement ends, however it ends.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -186,7 +237,7 @@ pub async fn api(
         .await
         .context("starting the watch")?;
     let mut commits = match store {
-        Some(store) => Some(store_arrivals(
+        Some(store) => Some(commit_arrivals(
             store,
             &format!("/registry/configmaps/{ns}/"),
         )?),
