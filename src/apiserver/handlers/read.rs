@@ -6,7 +6,7 @@ use axum::response::Response;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::super::codec::{self, negotiate};
+use super::super::codec::negotiate;
 use super::super::errors::ApiError;
 use super::super::objects;
 use super::super::registry;
@@ -150,7 +150,6 @@ pub struct Listed {
 /// Lists objects under the request's scope at one revision, filtered, honouring limit/continue.
 pub async fn list_objects(ctx: &Ctx, filter: &Filter) -> Result<Listed, ApiError> {
     let def = ctx.req.def;
-    let store = &ctx.api.store;
     let prefix = match ctx.namespace() {
         Some(ns) => def.namespace_prefix(ns),
         None => def.key_prefix(),
@@ -216,7 +215,6 @@ pub async fn list_objects(ctx: &Ctx, filter: &Filter) -> Result<Listed, ApiError
             ));
         }
     }
-    // A single-name field selector is a point read.
     let mut items = Vec::new();
     let mut revision;
     let mut last_key: Option<String> = None;
@@ -255,7 +253,6 @@ pub async fn list_objects(ctx: &Ctx, filter: &Filter) -> Result<Listed, ApiError
         }
         start_after = last_key.clone();
     }
-    let _ = store;
     let continue_token = match (&last_key, more) {
         (Some(k), true) => Some(encode_continue(revision, k)),
         _ => None,
@@ -328,7 +325,6 @@ pub async fn component_statuses(ctx: Ctx) -> Result<Response, ApiError> {
     }
     let rv = ctx.api.store.current_revision().0.to_string();
     let items = names.iter().map(|n| item(n)).collect();
-    let _ = codec::MAX_BODY;
     Ok(render::list(
         def,
         items,

@@ -41,9 +41,6 @@ pub async fn create(ctx: Ctx) -> Result<Response, ApiError> {
         }
         _ => return Err(ApiError::MethodNotAllowed),
     };
-    if def.kind == "SelfSubjectAccessReview" || def.kind == "SelfSubjectRulesReview" {
-        // Reviews carry the caller's identity in their spec upstream only for the non-self kinds.
-    }
     if let Value::Object(m) = &mut obj {
         m.insert("status".into(), status);
         m.entry("metadata").or_insert_with(|| json!({}));
