@@ -96,8 +96,32 @@ impl ApiServer {
             .route("/openapi/v3/{*path}", get(openapi_v3))
             .fallback(dispatch)
             .layer(middleware::from_fn(authenticate))
-            .layer(tower_http::compression::CompressionLayer::new().gzip(true))
+            .layer(
+                tower_http::compression::CompressionLayer::new()
+                    .gzip(true)
+                    .compress_when(GZIP_THRESHOLD),
+            )
             .with_state(self.clone())
+    }
+}
+
+/// Only responses of a known size of at least 128 KiB are gzipped, as upstream's threshold: below it
+/// compression costs more CPU than it saves on the wire, and streams (watches) are never buffered.
+#[derive(Clone, Copy)]
+struct GzipThreshold;
+
+const GZIP_THRESHOLD: GzipThreshold = GzipThreshold;
+
+impl tower_http::compression::Predicate for GzipThreshold {
+    fn should_compress<B>(&self, response: &http::Response<B>) -> bool
+    where
+        B: axum::body::HttpBody,
+    {
+        response
+            .body()
+            .size_hint()
+            .exact()
+            .is_some_and(|n| n >= 128 * 1024)
     }
 }
 
