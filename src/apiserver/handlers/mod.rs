@@ -44,6 +44,18 @@ impl Ctx {
         self.req.namespace.as_deref()
     }
 
+    /// The object the request names, as stored now.
+    pub async fn current(&self) -> Result<super::storage::Stored, ApiError> {
+        super::storage::get(
+            &self.api.store,
+            self.req.def,
+            self.namespace(),
+            self.name(),
+            None,
+        )
+        .await
+    }
+
     pub fn user_agent(&self) -> Option<&str> {
         self.headers
             .get(axum::http::header::USER_AGENT)

@@ -78,14 +78,7 @@ fn scale_of(obj: &Value) -> Value {
 
 pub async fn get_scale(ctx: Ctx) -> Result<Response, ApiError> {
     let format = negotiate(&ctx.headers, None)?;
-    let stored = super::super::storage::get(
-        &ctx.api.store,
-        ctx.req.def,
-        ctx.namespace(),
-        ctx.name(),
-        None,
-    )
-    .await?;
+    let stored = ctx.current().await?;
     Ok(codec::respond(
         StatusCode::OK,
         format,
@@ -96,14 +89,7 @@ pub async fn get_scale(ctx: Ctx) -> Result<Response, ApiError> {
 
 pub async fn update_scale(ctx: Ctx) -> Result<Response, ApiError> {
     let format = negotiate(&ctx.headers, None)?;
-    let stored = super::super::storage::get(
-        &ctx.api.store,
-        ctx.req.def,
-        ctx.namespace(),
-        ctx.name(),
-        None,
-    )
-    .await?;
+    let stored = ctx.current().await?;
     let current_scale = scale_of(&stored.object);
     let new_scale = match ctx.req.verb {
         super::super::request::Verb::Update => codec::decode_object(&ctx.headers, &ctx.body)?,
@@ -245,14 +231,7 @@ pub async fn finalize_namespace(ctx: Ctx) -> Result<Response, ApiError> {
 /// log, exec, attach and portforward: upstream answers 400 for a pod with no node; with a node,
 /// they need its node agent, which this server does not run yet.
 pub async fn no_node_agent(ctx: Ctx) -> Result<Response, ApiError> {
-    let stored = super::super::storage::get(
-        &ctx.api.store,
-        ctx.req.def,
-        ctx.namespace(),
-        ctx.name(),
-        None,
-    )
-    .await?;
+    let stored = ctx.current().await?;
     let node = stored
         .object
         .pointer("/spec/nodeName")
@@ -282,14 +261,7 @@ pub async fn not_yet(ctx: Ctx) -> Result<Response, ApiError> {
 /// disruption (429, as upstream; clients such as `kubectl drain` retry).
 pub async fn evict(ctx: Ctx) -> Result<Response, ApiError> {
     let body = codec::decode_object(&ctx.headers, &ctx.body)?;
-    let pod = super::super::storage::get(
-        &ctx.api.store,
-        ctx.req.def,
-        ctx.namespace(),
-        ctx.name(),
-        None,
-    )
-    .await?;
+    let pod = ctx.current().await?;
     let pod = pod.object;
     let phase = pod
         .pointer("/status/phase")
