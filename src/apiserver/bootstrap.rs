@@ -23,6 +23,29 @@ pub enum BootstrapError {
     },
 }
 
+/// Server-side apply as the API server's own field manager, taking ownership of what it sets.
+async fn apply<K>(
+    api: &Api<K>,
+    name: &str,
+    obj: serde_json::Value,
+    what: &'static str,
+) -> Result<(), BootstrapError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|source| BootstrapError::Create { what, source })
+}
+
+/// The field manager of everything the API server applies itself.
+const FIELD_MANAGER: &str = "skiff-apiserver";
+
 pub const SYSTEM_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
 
@@ -83,35 +106,20 @@ pub async fn ensure(
         "service default/kubernetes",
     )
     .await?;
-    let pp = PatchParams::apply("skiff-apiserver").force();
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
-    endpoints
-        .patch(
-            "kubernetes",
-            &pp,
-            &Patch::Apply(json!({
+    apply(&endpoints, "kubernetes", json!({
                 "apiVersion": "v1", "kind": "Endpoints",
                 "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
                 "subsets": [{"addresses": [{"ip": address.to_string()}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
-            })),
-        )
-        .await
-        .map_err(|source| BootstrapError::Create { what: "endpoints default/kubernetes", source })?;
+            }), "endpoints default/kubernetes").await?;
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
-    slices
-        .patch(
-            "kubernetes",
-            &pp,
-            &Patch::Apply(json!({
+    apply(&slices, "kubernetes", json!({
                 "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                 "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes", "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
                 "addressType": if address.is_ipv4() { "IPv4" } else { "IPv6" },
                 "endpoints": [{"addresses": [address.to_string()], "conditions": {"ready": true}}],
                 "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
-            })),
-        )
-        .await
-        .map_err(|source| BootstrapError::Create { what: "endpointslice default/kubernetes", source })?;
+            }), "endpointslice default/kubernetes").await?;
     ensure_cluster_admin(client).await?;
     ensure_api_services(client).await?;
     Ok(())
@@ -125,38 +133,23 @@ fn bootstrap_labels() -> serde_json::Value {
 /// the default policy comes with RBAC enforcement.
 async fn ensure_cluster_admin(client: &kube::Client) -> Result<(), BootstrapError> {
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-    let pp = PatchParams::apply("skiff-apiserver").force();
     let annotations = json!({"rbac.authorization.kubernetes.io/autoupdate": "true"});
     let roles: Api<ClusterRole> = Api::all(client.clone());
-    roles
-        .patch(
-            "cluster-admin",
-            &pp,
-            &Patch::Apply(json!({
+    apply(&roles, "cluster-admin", json!({
                 "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                 "metadata": {"name": "cluster-admin", "labels": bootstrap_labels(), "annotations": annotations},
                 "rules": [
                     {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
                     {"nonResourceURLs": ["*"], "verbs": ["*"]},
                 ],
-            })),
-        )
-        .await
-        .map_err(|source| BootstrapError::Create { what: "clusterrole cluster-admin", source })?;
+            }), "clusterrole cluster-admin").await?;
     let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
-    bindings
-        .patch(
-            "cluster-admin",
-            &pp,
-            &Patch::Apply(json!({
+    apply(&bindings, "cluster-admin", json!({
                 "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                 "metadata": {"name": "cluster-admin", "labels": bootstrap_labels(), "annotations": annotations},
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
                 "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters"}],
-            })),
-        )
-        .await
-        .map_err(|source| BootstrapError::Create { what: "clusterrolebinding cluster-admin", source })?;
+            }), "clusterrolebinding cluster-admin").await?;
     Ok(())
 }
 
@@ -188,7 +181,7 @@ fn group_priority(group: &str) -> i64 {
 async fn ensure_api_services(client: &kube::Client) -> Result<(), BootstrapError> {
     use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
     let api: Api<APIService> = Api::all(client.clone());
-    let pp = PatchParams::apply("skiff-apiserver").force();
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
     let mut gvs: Vec<(&str, Vec<&str>)> = vec![("", vec!["v1"])];
     gvs.extend(super::resources::groups());
     let now = super::objects::now_rfc3339();

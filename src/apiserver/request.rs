@@ -60,7 +60,7 @@ pub enum ApiPath {
 /// Parses `/api/...` and `/apis/...` paths as upstream's RequestInfoFactory does.
 pub fn parse_path(method: &Method, path: &str, query: &Query) -> Result<ApiPath, ApiError> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (group, version, rest, legacy) = match parts.as_slice() {
+    let (group, version, rest) = match parts.as_slice() {
         ["api"] => {
             return Ok(ApiPath::Discovery {
                 group: None,
@@ -75,7 +75,7 @@ pub fn parse_path(method: &Method, path: &str, query: &Query) -> Result<ApiPath,
                 legacy: true,
             });
         }
-        ["api", version, rest @ ..] => ("", *version, rest, true),
+        ["api", version, rest @ ..] => ("", *version, rest),
         ["apis"] => {
             return Ok(ApiPath::Discovery {
                 group: None,
@@ -97,10 +97,9 @@ pub fn parse_path(method: &Method, path: &str, query: &Query) -> Result<ApiPath,
                 legacy: false,
             });
         }
-        ["apis", group, version, rest @ ..] => (*group, *version, rest, false),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return Err(ApiError::PathNotFound),
     };
-    let _ = legacy;
     let mut rest: &[&str] = rest;
     let mut watch_prefix = false;
     if rest.first() == Some(&"watch") {

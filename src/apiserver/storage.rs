@@ -16,7 +16,7 @@ pub struct Stored {
     pub mod_revision: Revision,
 }
 
-pub fn decode(def: &ResourceDef, kv: &KeyValue) -> Result<Stored, ApiError> {
+pub fn decode(kv: &KeyValue) -> Result<Stored, ApiError> {
     let mut object: Value = serde_json::from_slice(&kv.value).map_err(|e| {
         ApiError::Internal(format!("stored object {} is not valid JSON: {e}", kv.key))
     })?;
@@ -25,7 +25,6 @@ pub fn decode(def: &ResourceDef, kv: &KeyValue) -> Result<Stored, ApiError> {
         "resourceVersion",
         Value::from(kv.mod_revision.0.to_string()),
     );
-    let _ = def;
     Ok(Stored {
         object,
         mod_revision: kv.mod_revision,
@@ -80,7 +79,7 @@ pub async fn get(
     let key = def.key(namespace, name);
     let (_, kv) = store.get(&key, at).await.map_err(map_store_err)?;
     match kv {
-        Some(kv) => decode(def, &kv),
+        Some(kv) => decode(&kv),
         None => Err(ApiError::not_found(def.group, def.plural, name)),
     }
 }
@@ -125,7 +124,7 @@ pub async fn delete(
         .delete(&key, expected)
         .await
         .map_err(|e| map_err(def, name, e))?;
-    decode(def, &kv)
+    decode(&kv)
 }
 
 /// The object as written, with the revision the store gave it.

@@ -87,13 +87,7 @@ pub fn client_config(
     let roots = roots_from_pem("CA", ca_pem)?;
     let chain = certs_from_pem("client certificate", cert_pem)?;
     let key = key_from_pem("client key", key_pem)?;
-    let mut config = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|source| PkiError::TlsConfig {
-            side: "client",
-            source,
-        })?
-        .with_root_certificates(roots)
+    let mut config = client_builder(roots)?
         .with_client_auth_cert(chain, key)
         .map_err(|source| PkiError::TlsConfig {
             side: "client",
@@ -103,17 +97,23 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
-/// A client configuration that trusts `ca_pem` and presents no certificate.
-pub fn anonymous_client_config(ca_pem: &str) -> Result<Arc<ClientConfig>, PkiError> {
-    let roots = roots_from_pem("CA", ca_pem)?;
-    let mut config = ClientConfig::builder_with_provider(provider())
+/// A client configuration builder on the ring provider that trusts `roots`.
+fn client_builder(
+    roots: rustls::RootCertStore,
+) -> Result<rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>, PkiError> {
+    Ok(ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|source| PkiError::TlsConfig {
             side: "client",
             source,
         })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots))
+}
+
+/// A client configuration that trusts `ca_pem` and presents no certificate.
+pub fn anonymous_client_config(ca_pem: &str) -> Result<Arc<ClientConfig>, PkiError> {
+    let roots = roots_from_pem("CA", ca_pem)?;
+    let mut config = client_builder(roots)?.with_no_client_auth();
     config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }

@@ -236,7 +236,7 @@ pub async fn list_objects(ctx: &Ctx, filter: &Filter) -> Result<Listed, ApiError
         at = Some(res.revision);
         let n = res.kvs.len();
         for (i, kv) in res.kvs.iter().enumerate() {
-            let stored = storage::decode(def, kv)?;
+            let stored = storage::decode(kv)?;
             if filter.matches(def, &stored.object) {
                 items.push(convert::to_version(def, stored.object));
             }

@@ -244,7 +244,7 @@ async fn storage_list_all(ctx: &Ctx, def: &ResourceDef) -> Result<Vec<Value>, Ap
             .await
             .map_err(storage::map_store_err)?;
         for kv in &res.kvs {
-            out.push(storage::decode(def, kv)?.object);
+            out.push(storage::decode(kv)?.object);
         }
         after = res.kvs.last().map(|kv| kv.key.clone());
         if !res.more || after.is_none() {

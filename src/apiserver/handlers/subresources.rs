@@ -282,7 +282,7 @@ pub async fn evict(ctx: Ctx) -> Result<Response, ApiError> {
             .map_err(super::super::storage::map_store_err)?;
         let labels = objects::labels(&pod);
         for kv in &listed.kvs {
-            let pdb = super::super::storage::decode(pdbs, kv)?.object;
+            let pdb = super::super::storage::decode(kv)?.object;
             let selector = selector_string(pdb.pointer("/spec/selector"));
             let Ok(sel) = super::super::selectors::LabelSelector::parse(&selector) else {
                 continue;

@@ -67,11 +67,11 @@ impl Watcher {
     /// Turns one store event into at most one watch event, as upstream's cacher does for
     /// objects moving in and out of a selector.
     fn translate(&self, ev: &Event) -> Option<Bytes> {
-        let now = storage::decode(self.def, &ev.kv).ok()?.object;
+        let now = storage::decode(&ev.kv).ok()?.object;
         let prev = ev
             .prev
             .as_ref()
-            .and_then(|p| storage::decode(self.def, p).ok())
+            .and_then(|p| storage::decode(p).ok())
             .map(|s| s.object);
         match ev.kind {
             EventKind::Put => {

@@ -215,28 +215,14 @@ pub fn deployment(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
             "must be greater than minReadySeconds",
         ));
     }
-    if let Some(old) = old {
-        immutable(
-            errs,
-            spec.get("selector"),
-            get(old, &["spec", "selector"]),
-            &path.child("selector"),
-        );
-    }
+    selector_is_immutable(errs, spec, old, &path);
 }
 
 pub fn replica_set(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
     let path = Path::root("spec");
     let spec = obj.get("spec").unwrap_or(&Value::Null);
     replicated_common(errs, spec, &path, "replicaset");
-    if let Some(old) = old {
-        immutable(
-            errs,
-            spec.get("selector"),
-            get(old, &["spec", "selector"]),
-            &path.child("selector"),
-        );
-    }
+    selector_is_immutable(errs, spec, old, &path);
 }
 
 pub fn daemon_set(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
@@ -269,6 +255,11 @@ pub fn daemon_set(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
         get(spec, &["updateStrategy", "rollingUpdate"]),
         &up.child("rollingUpdate"),
     );
+    selector_is_immutable(errs, spec, old, &path);
+}
+
+/// `spec.selector` of a workload may not change after creation.
+fn selector_is_immutable(errs: &mut Errs, spec: &Value, old: Option<&Value>, path: &Path) {
     if let Some(old) = old {
         immutable(
             errs,
