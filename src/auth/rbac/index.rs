@@ -21,7 +21,7 @@ const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:";
 pub fn subject_matches(user: &UserIdentity, subject: &Subject, binding_namespace: &str) -> bool {
     match subject.kind.as_str() {
         "User" => user.name == subject.name,
-        "Group" => user.groups.iter().any(|g| *g == subject.name),
+        "Group" => user.groups.contains(&subject.name),
         "ServiceAccount" => {
             let namespace = service_account_namespace(subject, binding_namespace);
             !namespace.is_empty()
@@ -390,4 +390,769 @@ fn binding_order(x: &Binding, y: &Binding) -> Ordering {
         &y.namespace,
         &y.name,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::rbac::v1::RoleRef;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    fn meta(namespace: &str, name: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: (!namespace.is_empty()).then(|| namespace.into()),
+            ..ObjectMeta::default()
+        }
+    }
+
+    fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
+        PolicyRule {
+            api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
+            resources: Some(resources.iter().map(|s| s.to_string()).collect()),
+            verbs: verbs.iter().map(|s| s.to_string()).collect(),
+            ..PolicyRule::default()
+        }
+    }
+
+    fn url_rule(paths: &[&str], verbs: &[&str]) -> PolicyRule {
+        PolicyRule {
+            non_resource_urls: Some(paths.iter().map(|s| s.to_string()).collect()),
+            verbs: verbs.iter().map(|s| s.to_string()).collect(),
+            ..PolicyRule::default()
+        }
+    }
+
+    fn role(namespace: &str, name: &str, rules: Vec<PolicyRule>) -> Role {
+        Role {
+            metadata: meta(namespace, name),
+            rules: Some(rules),
+        }
+    }
+
+    fn cluster_role(name: &str, rules: Vec<PolicyRule>) -> ClusterRole {
+        ClusterRole {
+            metadata: meta("", name),
+            rules: Some(rules),
+            ..ClusterRole::default()
+        }
+    }
+
+    /// `kind:name` or `ServiceAccount:namespace:name` (namespace may be empty).
+    fn subject(spec: &str) -> Subject {
+        let parts: Vec<&str> = spec.split(':').collect();
+        match parts.as_slice() {
+            ["ServiceAccount", ns, name] => Subject {
+                kind: "ServiceAccount".into(),
+                name: name.to_string(),
+                namespace: (!ns.is_empty()).then(|| ns.to_string()),
+                ..Subject::default()
+            },
+            [kind, name @ ..] => Subject {
+                kind: kind.to_string(),
+                name: name.join(":"),
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                ..Subject::default()
+            },
+            [] => Subject::default(),
+        }
+    }
+
+    fn role_ref(kind: &str, name: &str) -> RoleRef {
+        RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: kind.into(),
+            name: name.into(),
+        }
+    }
+
+    fn role_binding(
+        namespace: &str,
+        name: &str,
+        kind: &str,
+        role: &str,
+        subjects: &[&str],
+    ) -> RoleBinding {
+        RoleBinding {
+            metadata: meta(namespace, name),
+            role_ref: role_ref(kind, role),
+            subjects: Some(subjects.iter().map(|s| subject(s)).collect()),
+        }
+    }
+
+    fn cluster_binding(name: &str, role: &str, subjects: &[&str]) -> ClusterRoleBinding {
+        ClusterRoleBinding {
+            metadata: meta("", name),
+            role_ref: role_ref("ClusterRole", role),
+            subjects: Some(subjects.iter().map(|s| subject(s)).collect()),
+        }
+    }
+
+    fn user(name: &str, groups: &[&str]) -> UserIdentity {
+        UserIdentity {
+            name: name.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..UserIdentity::default()
+        }
+    }
+
+    fn alice() -> UserIdentity {
+        user("alice", &["system:authenticated"])
+    }
+
+    fn my_app() -> UserIdentity {
+        user(
+            "system:serviceaccount:dev:my-app",
+            &[
+                "system:serviceaccounts",
+                "system:serviceaccounts:dev",
+                "system:authenticated",
+            ],
+        )
+    }
+
+    fn res(
+        u: UserIdentity,
+        verb: &str,
+        ns: &str,
+        group: &str,
+        resource: &str,
+        sub: &str,
+    ) -> RequestAttributes {
+        RequestAttributes::resource(u, verb, ns, group, resource, sub, "")
+    }
+
+    /// The issue's example plus a few cluster-wide grants.
+    fn example() -> PolicyIndex {
+        let mut index = PolicyIndex::default();
+        index.upsert_role(&role(
+            "dev",
+            "pod-reader",
+            vec![rule(&[""], &["pods"], &["get", "list", "watch"])],
+        ));
+        index.upsert_role_binding(&role_binding(
+            "dev",
+            "read-pods",
+            "Role",
+            "pod-reader",
+            &["User:alice", "ServiceAccount::my-app"],
+        ));
+        index.upsert_cluster_role(&cluster_role(
+            "node-viewer",
+            vec![rule(&[""], &["nodes"], &["get", "list"])],
+        ));
+        index.upsert_cluster_binding_for_tests("view-nodes", "node-viewer", &["Group:readers"]);
+        index.upsert_cluster_role(&cluster_role(
+            "pod-editor",
+            vec![rule(
+                &["", "apps"],
+                &["pods", "deployments", "*/scale"],
+                &["*"],
+            )],
+        ));
+        index.upsert_role_binding(&role_binding(
+            "dev",
+            "edit",
+            "ClusterRole",
+            "pod-editor",
+            &["User:bob"],
+        ));
+        index.upsert_cluster_role(&cluster_role(
+            "health",
+            vec![url_rule(&["/healthz", "/apis/*"], &["get"])],
+        ));
+        index.upsert_cluster_binding_for_tests("health", "health", &["Group:system:authenticated"]);
+        index
+    }
+
+    impl PolicyIndex {
+        fn upsert_cluster_binding_for_tests(&mut self, name: &str, role: &str, subjects: &[&str]) {
+            self.upsert_cluster_role_binding(&cluster_binding(name, role, subjects));
+        }
+    }
+
+    fn no_opinion(reason: &str) -> Decision {
+        Decision::NoOpinion {
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn authorize_follows_bindings_by_subject_and_namespace() {
+        let index = example();
+        let bob = user("bob", &["system:authenticated"]);
+        let cases: Vec<(&str, RequestAttributes, Decision)> = vec![
+            (
+                "alice gets pods in dev",
+                res(alice(), "get", "dev", "", "pods", ""),
+                Decision::Allow,
+            ),
+            (
+                "alice lists pods in dev",
+                res(alice(), "list", "dev", "", "pods", ""),
+                Decision::Allow,
+            ),
+            (
+                "alice cannot delete pods",
+                res(alice(), "delete", "dev", "", "pods", ""),
+                no_opinion(""),
+            ),
+            (
+                "alice cannot read secrets",
+                res(alice(), "get", "dev", "", "secrets", ""),
+                no_opinion(""),
+            ),
+            (
+                "alice cannot read pods elsewhere",
+                res(alice(), "get", "prod", "", "pods", ""),
+                no_opinion(""),
+            ),
+            (
+                "alice cannot list pods cluster-wide",
+                res(alice(), "list", "", "", "pods", ""),
+                no_opinion(""),
+            ),
+            (
+                "alice cannot read logs",
+                res(alice(), "get", "dev", "", "pods", "log"),
+                no_opinion(""),
+            ),
+            (
+                "the service account defaults to the binding namespace",
+                res(my_app(), "get", "dev", "", "pods", ""),
+                Decision::Allow,
+            ),
+            (
+                "the service account cannot read secrets",
+                res(my_app(), "get", "dev", "", "secrets", ""),
+                no_opinion(""),
+            ),
+            (
+                "a same-named account elsewhere gets nothing",
+                res(
+                    user("system:serviceaccount:prod:my-app", &[]),
+                    "get",
+                    "dev",
+                    "",
+                    "pods",
+                    "",
+                ),
+                no_opinion(""),
+            ),
+            (
+                "a group grants cluster-wide",
+                res(user("carol", &["readers"]), "list", "", "", "nodes", ""),
+                Decision::Allow,
+            ),
+            (
+                "a cluster grant holds in namespaces too",
+                res(user("carol", &["readers"]), "get", "dev", "", "nodes", ""),
+                Decision::Allow,
+            ),
+            (
+                "a group grant needs the group",
+                res(alice(), "list", "", "", "nodes", ""),
+                no_opinion(""),
+            ),
+            (
+                "a rolebinding to a clusterrole grants in its namespace",
+                res(bob.clone(), "delete", "dev", "", "pods", ""),
+                Decision::Allow,
+            ),
+            (
+                "but not in other namespaces",
+                res(bob.clone(), "delete", "prod", "", "pods", ""),
+                no_opinion(""),
+            ),
+            (
+                "nor at the cluster scope",
+                res(bob.clone(), "delete", "", "", "pods", ""),
+                no_opinion(""),
+            ),
+            (
+                "star-slash subresources",
+                res(bob.clone(), "update", "dev", "apps", "deployments", "scale"),
+                Decision::Allow,
+            ),
+            (
+                "non-resource path",
+                RequestAttributes::non_resource(alice(), "get", "/healthz"),
+                Decision::Allow,
+            ),
+            (
+                "non-resource prefix",
+                RequestAttributes::non_resource(alice(), "get", "/apis/apps"),
+                Decision::Allow,
+            ),
+            (
+                "non-resource verb",
+                RequestAttributes::non_resource(alice(), "post", "/healthz"),
+                no_opinion(""),
+            ),
+            (
+                "system:masters may do anything",
+                res(
+                    user("root", &["system:masters"]),
+                    "delete",
+                    "",
+                    "",
+                    "nodes",
+                    "",
+                ),
+                Decision::Allow,
+            ),
+            (
+                "nobody else",
+                res(user("mallory", &[]), "get", "dev", "", "pods", ""),
+                no_opinion(""),
+            ),
+        ];
+        for (name, a, want) in cases {
+            assert_eq!(index.authorize(&a), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn subject_matching_matches_upstream_applies_to_user() {
+        let sa = my_app();
+        let cases = [
+            ("user", "User:alice", "dev", alice(), true),
+            (
+                "user other name",
+                "User:alice",
+                "dev",
+                user("bob", &[]),
+                false,
+            ),
+            ("group", "Group:system:authenticated", "", alice(), true),
+            ("group missing", "Group:admins", "", alice(), false),
+            (
+                "sa with namespace",
+                "ServiceAccount:dev:my-app",
+                "",
+                sa.clone(),
+                true,
+            ),
+            (
+                "sa defaulted namespace",
+                "ServiceAccount::my-app",
+                "dev",
+                sa.clone(),
+                true,
+            ),
+            (
+                "sa defaulted other namespace",
+                "ServiceAccount::my-app",
+                "prod",
+                sa.clone(),
+                false,
+            ),
+            (
+                "sa without any namespace",
+                "ServiceAccount::my-app",
+                "",
+                sa.clone(),
+                false,
+            ),
+            (
+                "sa other name",
+                "ServiceAccount:dev:my",
+                "",
+                sa.clone(),
+                false,
+            ),
+            (
+                "sa prefix of name",
+                "ServiceAccount:dev:my-app-2",
+                "",
+                sa.clone(),
+                false,
+            ),
+            (
+                "user named like an sa",
+                "User:system:serviceaccount:dev:my-app",
+                "",
+                sa.clone(),
+                true,
+            ),
+            ("unknown kind", "Robot:alice", "dev", alice(), false),
+        ];
+        for (name, spec, ns, u, want) in cases {
+            assert_eq!(subject_matches(&u, &subject(spec), ns), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn unresolvable_bindings_give_reasons_but_others_still_count() {
+        let mut index = example();
+        index.upsert_role_binding(&role_binding(
+            "dev",
+            "broken",
+            "Role",
+            "gone",
+            &["User:alice"],
+        ));
+        // Another binding still allows.
+        assert_eq!(
+            index.authorize(&res(alice(), "get", "dev", "", "pods", "")),
+            Decision::Allow
+        );
+        assert_eq!(
+            index.authorize(&res(alice(), "delete", "dev", "", "pods", "")),
+            no_opinion(r#"RBAC: role.rbac.authorization.k8s.io "gone" not found"#)
+        );
+        // Only the bindings of the request's namespace count.
+        assert_eq!(
+            index.authorize(&res(alice(), "get", "prod", "", "pods", "")),
+            no_opinion("")
+        );
+
+        index.upsert_cluster_binding_for_tests(
+            "broken-cluster",
+            "missing",
+            &["Group:system:authenticated"],
+        );
+        index.upsert_cluster_role_binding(&ClusterRoleBinding {
+            role_ref: role_ref("Role", "pod-reader"),
+            ..cluster_binding("cluster-to-role", "", &["User:alice"])
+        });
+        index.upsert_role_binding(&role_binding("dev", "odd", "Thing", "x", &["User:alice"]));
+        // The same missing role reached through the user and a group is reported once.
+        index.upsert_role_binding(&role_binding(
+            "dev",
+            "broken-2",
+            "Role",
+            "gone",
+            &["Group:system:authenticated"],
+        ));
+        assert_eq!(
+            index.authorize(&res(alice(), "delete", "dev", "", "pods", "")),
+            no_opinion(
+                "RBAC: [clusterrole.rbac.authorization.k8s.io \"missing\" not found, role.rbac.authorization.k8s.io \
+                 \"pod-reader\" not found, role.rbac.authorization.k8s.io \"gone\" not found, unsupported role \
+                 reference kind: \"Thing\"]"
+            )
+        );
+        let rules = index.rules_for(&alice(), "dev");
+        assert_eq!(
+            rules.errors,
+            vec![
+                r#"clusterrole.rbac.authorization.k8s.io "missing" not found"#,
+                r#"role.rbac.authorization.k8s.io "pod-reader" not found"#,
+                r#"role.rbac.authorization.k8s.io "gone" not found"#,
+                r#"role.rbac.authorization.k8s.io "gone" not found"#,
+                r#"unsupported role reference kind: "Thing""#,
+            ]
+        );
+    }
+
+    #[test]
+    fn updates_and_removals_take_effect() {
+        let mut index = example();
+        let get_pods = res(alice(), "get", "dev", "", "pods", "");
+        assert!(index.authorize(&get_pods).is_allowed());
+
+        // Replacing a binding drops its old subjects from the index.
+        index.upsert_role_binding(&role_binding(
+            "dev",
+            "read-pods",
+            "Role",
+            "pod-reader",
+            &["User:dave"],
+        ));
+        assert_eq!(index.authorize(&get_pods), no_opinion(""));
+        assert!(
+            index
+                .authorize(&res(user("dave", &[]), "get", "dev", "", "pods", ""))
+                .is_allowed()
+        );
+
+        // Removing the role leaves the binding dangling.
+        index.remove_role("dev", "pod-reader");
+        assert_eq!(
+            index.authorize(&res(user("dave", &[]), "get", "dev", "", "pods", "")),
+            no_opinion(r#"RBAC: role.rbac.authorization.k8s.io "pod-reader" not found"#)
+        );
+        index.remove_role_binding("dev", "read-pods");
+        assert_eq!(
+            index.authorize(&res(user("dave", &[]), "get", "dev", "", "pods", "")),
+            no_opinion("")
+        );
+
+        // Updating a role changes what its bindings grant.
+        let carol = user("carol", &["readers"]);
+        assert!(
+            !index
+                .authorize(&res(carol.clone(), "delete", "", "", "nodes", ""))
+                .is_allowed()
+        );
+        index.upsert_cluster_role(&cluster_role(
+            "node-viewer",
+            vec![rule(&[""], &["nodes"], &["*"])],
+        ));
+        assert!(
+            index
+                .authorize(&res(carol.clone(), "delete", "", "", "nodes", ""))
+                .is_allowed()
+        );
+        index.remove_cluster_role_binding("view-nodes");
+        assert!(
+            !index
+                .authorize(&res(carol.clone(), "get", "", "", "nodes", ""))
+                .is_allowed()
+        );
+        index.remove_cluster_role("node-viewer");
+        index.remove_cluster_role("never-existed");
+        index.remove_role_binding("nowhere", "nothing");
+        assert!(index.role_bindings.contains_key("dev"));
+        index.remove_role_binding("dev", "edit");
+        assert!(
+            !index.role_bindings.contains_key("dev"),
+            "empty namespaces are dropped"
+        );
+    }
+
+    #[test]
+    fn cluster_role_bindings_never_match_unqualified_service_accounts() {
+        let mut index = example();
+        index.upsert_cluster_binding_for_tests("sa", "node-viewer", &["ServiceAccount::my-app"]);
+        assert_eq!(
+            index.authorize(&res(my_app(), "list", "", "", "nodes", "")),
+            no_opinion("")
+        );
+        index.upsert_cluster_binding_for_tests("sa", "node-viewer", &["ServiceAccount:dev:my-app"]);
+        assert!(
+            index
+                .authorize(&res(my_app(), "list", "", "", "nodes", ""))
+                .is_allowed()
+        );
+    }
+
+    #[test]
+    fn rules_for_lists_cluster_then_namespace_rules_once_per_binding() {
+        let mut index = example();
+        // Alice is named twice by this binding (by name and by group): its rules come once.
+        index.upsert_role(&role(
+            "dev",
+            "cm",
+            vec![rule(&[""], &["configmaps"], &["get"])],
+        ));
+        index.upsert_role_binding(&role_binding(
+            "dev",
+            "a-cm",
+            "Role",
+            "cm",
+            &["User:alice", "Group:system:authenticated"],
+        ));
+        let got = index.rules_for(&alice(), "dev");
+        assert_eq!(
+            got,
+            UserRules {
+                rules: vec![
+                    url_rule(&["/healthz", "/apis/*"], &["get"]),
+                    rule(&[""], &["configmaps"], &["get"]),
+                    rule(&[""], &["pods"], &["get", "list", "watch"]),
+                ],
+                errors: vec![],
+            }
+        );
+        assert_eq!(
+            index.rules_for(&alice(), "").rules,
+            vec![url_rule(&["/healthz", "/apis/*"], &["get"])]
+        );
+        assert_eq!(index.rules_for(&alice(), "prod").rules.len(), 1);
+        assert_eq!(
+            index.rules_for(&user("root", &["system:masters"]), "dev"),
+            UserRules::default()
+        );
+    }
+
+    #[test]
+    fn authorize_with_reason_names_the_granting_binding() {
+        let index = example();
+        let cases = [
+            (
+                res(alice(), "get", "dev", "", "pods", ""),
+                r#"RBAC: allowed by RoleBinding "read-pods/dev" of Role "pod-reader" to User "alice""#,
+            ),
+            (
+                res(my_app(), "get", "dev", "", "pods", ""),
+                r#"RBAC: allowed by RoleBinding "read-pods/dev" of Role "pod-reader" to ServiceAccount "my-app/dev""#,
+            ),
+            (
+                res(user("carol", &["readers"]), "list", "", "", "nodes", ""),
+                r#"RBAC: allowed by ClusterRoleBinding "view-nodes" of ClusterRole "node-viewer" to Group "readers""#,
+            ),
+            (res(alice(), "delete", "dev", "", "pods", ""), ""),
+        ];
+        for (a, want) in cases {
+            assert_eq!(index.authorize_with_reason(&a).1, want);
+        }
+    }
+
+    #[test]
+    fn escalation_check_uses_the_users_rules() {
+        let index = example();
+        let held = index.rules_for(&alice(), "dev");
+        let grant_read = vec![rule(&[""], &["pods"], &["get", "list"])];
+        assert_eq!(super::super::covers(&held.rules, &grant_read), Ok(()));
+        let grant_delete = vec![rule(&[""], &["pods", "secrets"], &["get", "delete"])];
+        let missing = super::super::covers(&held.rules, &grant_delete)
+            .err()
+            .unwrap_or_default();
+        assert_eq!(
+            super::super::escalation_message(&alice(), "dev", &missing, &held.errors),
+            "user \"alice\" (groups=[\"system:authenticated\"]) is attempting to grant RBAC permissions not currently \
+             held:\n{APIGroups:[\"\"], Resources:[\"pods\"], Verbs:[\"delete\"]}\n{APIGroups:[\"\"], \
+             Resources:[\"secrets\"], Verbs:[\"get\" \"delete\"]}"
+        );
+    }
+
+    /// 500 RoleBindings over 50 namespaces and 50 ClusterRoleBindings, as the acceptance benchmark has them.
+    fn large() -> PolicyIndex {
+        let mut index = PolicyIndex::default();
+        index.upsert_cluster_role(&cluster_role(
+            "view",
+            vec![rule(
+                &["", "apps"],
+                &["pods", "deployments"],
+                &["get", "list", "watch"],
+            )],
+        ));
+        index.upsert_cluster_role(&cluster_role(
+            "edit",
+            vec![rule(
+                &["", "apps"],
+                &["pods", "deployments", "secrets"],
+                &["*"],
+            )],
+        ));
+        for i in 0..50 {
+            index.upsert_cluster_binding_for_tests(
+                &format!("crb-{i}"),
+                "view",
+                &[&format!("Group:team-{i}")],
+            );
+        }
+        for i in 0..500 {
+            let ns = format!("ns-{}", i % 50);
+            index.upsert_role(&role(
+                &ns,
+                &format!("role-{i}"),
+                vec![rule(&[""], &["configmaps"], &["get"])],
+            ));
+            index.upsert_role_binding(&role_binding(
+                &ns,
+                &format!("rb-{i}"),
+                if i % 2 == 0 { "ClusterRole" } else { "Role" },
+                &if i % 2 == 0 {
+                    "edit".to_string()
+                } else {
+                    format!("role-{i}")
+                },
+                &[
+                    &format!("User:user-{i}"),
+                    &format!("ServiceAccount::sa-{i}"),
+                    if i % 2 == 0 {
+                        "Group:nobody"
+                    } else {
+                        "Group:system:authenticated"
+                    },
+                ],
+            ));
+        }
+        index
+    }
+
+    #[test]
+    fn large_policy_decides_correctly() {
+        let index = large();
+        let u = |i: usize| {
+            user(
+                &format!("user-{i}"),
+                &["system:authenticated", &format!("team-{}", i % 50)],
+            )
+        };
+        let cases: Vec<(&str, RequestAttributes, bool)> = vec![
+            (
+                "edit through a clusterrole in its namespace",
+                res(u(10), "delete", "ns-10", "", "secrets", ""),
+                true,
+            ),
+            (
+                "not in another namespace",
+                res(u(10), "delete", "ns-11", "", "secrets", ""),
+                false,
+            ),
+            (
+                "view through a group binding anywhere",
+                res(u(10), "list", "", "apps", "deployments", ""),
+                true,
+            ),
+            (
+                "the group binding does not edit",
+                res(u(10), "delete", "ns-20", "apps", "deployments", ""),
+                false,
+            ),
+            (
+                "every authenticated user reads configmaps via odd bindings",
+                res(u(3), "get", "ns-21", "", "configmaps", ""),
+                true,
+            ),
+            (
+                "other users' edit bindings do not count",
+                res(u(3), "get", "ns-20", "", "secrets", ""),
+                false,
+            ),
+            (
+                "a service account of an odd binding only gets configmaps",
+                res(
+                    user("system:serviceaccount:ns-7:sa-7", &[]),
+                    "delete",
+                    "ns-7",
+                    "",
+                    "secrets",
+                    "",
+                ),
+                false,
+            ),
+            (
+                "a service account of an even binding edits",
+                res(
+                    user("system:serviceaccount:ns-8:sa-8", &[]),
+                    "delete",
+                    "ns-8",
+                    "",
+                    "secrets",
+                    "",
+                ),
+                true,
+            ),
+            (
+                "an anonymous user gets nothing",
+                res(
+                    user("system:anonymous", &["system:unauthenticated"]),
+                    "get",
+                    "ns-1",
+                    "",
+                    "pods",
+                    "",
+                ),
+                false,
+            ),
+        ];
+        for (name, a, want) in cases {
+            assert_eq!(index.authorize(&a).is_allowed(), want, "{name}");
+        }
+        assert_eq!(index.cluster_bindings.by_name.len(), 50);
+        assert_eq!(
+            index
+                .role_bindings
+                .values()
+                .map(|s| s.by_name.len())
+                .sum::<usize>(),
+            500
+        );
+    }
 }

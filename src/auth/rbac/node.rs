@@ -265,7 +265,7 @@ mod tests {
         ) -> bool {
             self.0
                 .iter()
-                .any(|e| *e == (node_name, kind, namespace, name))
+                .any(|&(n, k, ns, nm)| n == node_name && k == kind && ns == namespace && nm == name)
         }
     }
 

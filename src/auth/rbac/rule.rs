@@ -532,9 +532,17 @@ mod tests {
         );
     }
 
+    /// Name, owner rules, requested rules, uncovered rules.
+    type CoverCase = (
+        &'static str,
+        Vec<PolicyRule>,
+        Vec<PolicyRule>,
+        Vec<PolicyRule>,
+    );
+
     #[test]
     fn covers_matches_upstream_comparator() {
-        let cases: Vec<(&str, Vec<PolicyRule>, Vec<PolicyRule>, Vec<PolicyRule>)> = vec![
+        let cases: Vec<CoverCase> = vec![
             (
                 "exact",
                 vec![rule(&[""], &["pods"], &["get"])],
