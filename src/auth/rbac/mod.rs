@@ -8,6 +8,7 @@
 mod index;
 mod message;
 mod node;
+mod review;
 mod rule;
 
 // The bootstrap policy data (owned by the `policy` worktree) is declared here:
