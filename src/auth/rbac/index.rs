@@ -200,6 +200,7 @@ fn meta_str(field: &Option<String>) -> &str {
 }
 
 impl PolicyIndex {
+    /// Adds or replaces a Role (keyed by namespace and name).
     pub fn upsert_role(&mut self, r: &Role) {
         let rules = r.rules.clone().unwrap_or_default();
         self.roles
@@ -208,6 +209,7 @@ impl PolicyIndex {
             .insert(meta_str(&r.metadata.name).to_owned(), rules);
     }
 
+    /// Forgets a Role; bindings to it then report it missing.
     pub fn remove_role(&mut self, namespace: &str, name: &str) {
         if let Some(roles) = self.roles.get_mut(namespace) {
             roles.remove(name);
@@ -217,16 +219,19 @@ impl PolicyIndex {
         }
     }
 
+    /// Adds or replaces a ClusterRole; its `rules` are used as they are (aggregation is done by whoever writes them).
     pub fn upsert_cluster_role(&mut self, r: &ClusterRole) {
         let rules = r.rules.clone().unwrap_or_default();
         self.cluster_roles
             .insert(meta_str(&r.metadata.name).to_owned(), rules);
     }
 
+    /// Forgets a ClusterRole; bindings to it then report it missing.
     pub fn remove_cluster_role(&mut self, name: &str) {
         self.cluster_roles.remove(name);
     }
 
+    /// Adds or replaces a RoleBinding, re-indexing its subjects.
     pub fn upsert_role_binding(&mut self, b: &RoleBinding) {
         let namespace = meta_str(&b.metadata.namespace).to_owned();
         let binding = Binding {
@@ -242,6 +247,7 @@ impl PolicyIndex {
             .upsert(binding);
     }
 
+    /// Forgets a RoleBinding.
     pub fn remove_role_binding(&mut self, namespace: &str, name: &str) {
         if let Some(set) = self.role_bindings.get_mut(namespace) {
             set.remove(name);
@@ -251,6 +257,7 @@ impl PolicyIndex {
         }
     }
 
+    /// Adds or replaces a ClusterRoleBinding, re-indexing its subjects.
     pub fn upsert_cluster_role_binding(&mut self, b: &ClusterRoleBinding) {
         self.cluster_bindings.upsert(Binding {
             namespace: String::new(),
@@ -261,6 +268,7 @@ impl PolicyIndex {
         });
     }
 
+    /// Forgets a ClusterRoleBinding.
     pub fn remove_cluster_role_binding(&mut self, name: &str) {
         self.cluster_bindings.remove(name);
     }

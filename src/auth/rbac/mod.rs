@@ -3,7 +3,8 @@
 //!
 //! [`PolicyIndex`] holds the policy objects, indexed by binding subject and namespace, and answers
 //! [`PolicyIndex::authorize`] and [`PolicyIndex::rules_for`]. [`covers`] and [`escalation_message`] back the
-//! escalation checks on Role and binding writes; [`forbidden_message`] is the text of every 403.
+//! escalation checks on Role and binding writes; [`forbidden_message`] is the text of every 403;
+//! [`PolicyIndex::rules_review`] answers SelfSubjectRulesReview; [`authorize_node`] is the node authorizer.
 
 mod index;
 mod message;
