@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 pub mod kubeconfig;
 pub mod pki;
+pub mod rbac;
 pub mod tls;
 pub mod token;
 

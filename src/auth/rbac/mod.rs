@@ -1,0 +1,3 @@
+//! Role-based access control: the default policy every cluster starts with.
+
+pub mod bootstrap;
