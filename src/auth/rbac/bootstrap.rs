@@ -959,7 +959,7 @@ mod tests {
         ];
         for (owner, sub, want) in cases {
             assert_eq!(
-                uncovered(&[owner.clone()], &[sub.clone()]).is_empty(),
+                uncovered(std::slice::from_ref(&owner), std::slice::from_ref(&sub)).is_empty(),
                 want,
                 "{owner:?} {sub:?}"
             );
@@ -969,7 +969,7 @@ mod tests {
             ..rule(&["coordination.k8s.io"], &["leases"], &["get"])
         };
         let unnamed = rule(&["coordination.k8s.io"], &["leases"], &["get"]);
-        assert!(uncovered(&[unnamed.clone()], &[named.clone()]).is_empty());
+        assert!(uncovered(std::slice::from_ref(&unnamed), std::slice::from_ref(&named)).is_empty());
         assert!(!uncovered(&[named], &[unnamed]).is_empty());
     }
 }
