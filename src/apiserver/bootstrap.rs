@@ -1,12 +1,13 @@
-//! Objects every cluster has from its first second: the system namespaces, and the `kubernetes`
-//! Service with its Endpoints and EndpointSlice pointing at this API server. Created through the
+//! Objects every cluster has from its first second: the system namespaces, the `kubernetes`
+//! Service with its Endpoints and EndpointSlice pointing at this API server, and the default RBAC
+//! policy. Created through the
 //! in-process client, so they pass the same validation and defaulting as any other write.
 
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,16 @@ pub enum BootstrapError {
         what: &'static str,
         source: serde_json::Error,
     },
+    #[error("the embedded default rbac policy is broken: {0}")]
+    Policy(#[from] crate::auth::rbac::bootstrap::Error),
+    #[error("failed to install default {kind} {name}: {source}")]
+    Rbac {
+        kind: &'static str,
+        name: String,
+        source: kube::Error,
+    },
+    #[error("default {kind} {name} kept changing while being installed")]
+    RbacConflicts { kind: &'static str, name: String },
 }
 
 /// Server-side apply as the API server's own field manager, taking ownership of what it sets.
@@ -120,37 +131,130 @@ pub async fn ensure(
                 "endpoints": [{"addresses": [address.to_string()], "conditions": {"ready": true}}],
                 "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
             }), "endpointslice default/kubernetes").await?;
-    ensure_cluster_admin(client).await?;
+    ensure_rbac_policy(client).await?;
     ensure_api_services(client).await?;
     Ok(())
 }
 
-fn bootstrap_labels() -> serde_json::Value {
-    json!({"kubernetes.io/bootstrapping": "rbac-defaults"})
+/// How often one default RBAC object is re-read and re-written when a concurrent write wins.
+const RBAC_ATTEMPTS: usize = 5;
+
+/// Installs the default RBAC policy (`auth::rbac::bootstrap`): creates what is missing and adds
+/// missing rules, subjects, labels and annotations to what exists, as upstream's RBAC post-start
+/// hook does. Roles go first so bindings never point at a role that is not there yet.
+async fn ensure_rbac_policy(client: &kube::Client) -> Result<(), BootstrapError> {
+    use crate::auth::rbac::bootstrap as rbac;
+    let policy = rbac::policy()?;
+    install_all(
+        client,
+        |c, _| Api::all(c),
+        policy.cluster_roles,
+        rbac::reconcile_cluster_role,
+        |_, _| false,
+        "clusterrole",
+    )
+    .await?;
+    install_all(
+        client,
+        |c, ns| Api::namespaced(c, ns.as_deref().unwrap_or_default()),
+        policy.roles,
+        rbac::reconcile_role,
+        |_, _| false,
+        "role",
+    )
+    .await?;
+    install_all(
+        client,
+        |c, _| Api::all(c),
+        policy.cluster_role_bindings,
+        rbac::reconcile_cluster_role_binding,
+        |a, b| rbac::requires_recreate(&a.role_ref, &b.role_ref),
+        "clusterrolebinding",
+    )
+    .await?;
+    install_all(
+        client,
+        |c, ns| Api::namespaced(c, ns.as_deref().unwrap_or_default()),
+        policy.role_bindings,
+        rbac::reconcile_role_binding,
+        |a, b| rbac::requires_recreate(&a.role_ref, &b.role_ref),
+        "rolebinding",
+    )
+    .await
 }
 
-/// `cluster-admin` bound to `system:masters`, as upstream's bootstrap policy has them. The rest of
-/// the default policy comes with RBAC enforcement.
-async fn ensure_cluster_admin(client: &kube::Client) -> Result<(), BootstrapError> {
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-    let annotations = json!({"rbac.authorization.kubernetes.io/autoupdate": "true"});
-    let roles: Api<ClusterRole> = Api::all(client.clone());
-    apply(&roles, "cluster-admin", json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                "metadata": {"name": "cluster-admin", "labels": bootstrap_labels(), "annotations": annotations},
-                "rules": [
-                    {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
-                    {"nonResourceURLs": ["*"], "verbs": ["*"]},
-                ],
-            }), "clusterrole cluster-admin").await?;
-    let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
-    apply(&bindings, "cluster-admin", json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                "metadata": {"name": "cluster-admin", "labels": bootstrap_labels(), "annotations": annotations},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters"}],
-            }), "clusterrolebinding cluster-admin").await?;
-    Ok(())
+/// Installs `objects` concurrently (so the store commits them in a few batches).
+async fn install_all<K>(
+    client: &kube::Client,
+    api: fn(kube::Client, Option<String>) -> Api<K>,
+    objects: Vec<K>,
+    reconcile: fn(&K, &K) -> Option<K>,
+    recreate: fn(&K, &K) -> bool,
+    kind: &'static str,
+) -> Result<(), BootstrapError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    futures::future::try_join_all(objects.into_iter().map(|wanted| {
+        let api = api(client.clone(), wanted.meta().namespace.clone());
+        async move { install_one(&api, &wanted, reconcile, recreate, kind).await }
+    }))
+    .await
+    .map(|_| ())
+}
+
+async fn install_one<K>(
+    api: &Api<K>,
+    wanted: &K,
+    reconcile: fn(&K, &K) -> Option<K>,
+    recreate: fn(&K, &K) -> bool,
+    kind: &'static str,
+) -> Result<(), BootstrapError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let name = wanted.meta().name.clone().unwrap_or_default();
+    let err = |source| BootstrapError::Rbac {
+        kind,
+        name: name.clone(),
+        source,
+    };
+    let conflict = |e: &kube::Error| matches!(e, kube::Error::Api(s) if s.code == 409);
+    for _ in 0..RBAC_ATTEMPTS {
+        let Some(existing) = api.get_opt(&name).await.map_err(err)? else {
+            match api.create(&PostParams::default(), wanted).await {
+                Ok(_) => return Ok(()),
+                Err(e) if conflict(&e) => continue,
+                Err(e) => return Err(err(e)),
+            }
+        };
+        let Some(mut updated) = reconcile(&existing, wanted) else {
+            return Ok(());
+        };
+        let result = if recreate(&existing, &updated) {
+            // roleRef is immutable: replace the binding, keeping its subjects.
+            tracing::info!(kind, %name, "re-creating default rbac binding with its default role");
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(err(e)),
+            }
+            let meta = updated.meta_mut();
+            meta.resource_version = None;
+            meta.uid = None;
+            meta.creation_timestamp = None;
+            meta.managed_fields = None;
+            api.create(&PostParams::default(), &updated).await
+        } else {
+            api.replace(&name, &PostParams::default(), &updated).await
+        };
+        match result {
+            Ok(_) => return Ok(()),
+            Err(e) if conflict(&e) => continue,
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Err(BootstrapError::RbacConflicts { kind, name })
 }
 
 /// Upstream's group priorities for the local APIServices (higher sorts first in discovery).

@@ -1,8 +1,10 @@
 //! The controllers `skiff server` runs after the API server is ready: the garbage collector and
-//! the namespace lifecycle controller, fed by one shared metadata watch per stored resource type.
+//! the namespace lifecycle controller, fed by one shared metadata watch per stored resource type,
+//! and the ClusterRole aggregation controller.
 //! They reach the cluster only through a `kube::Client`; they never touch the store and never
 //! exit the process (errors are returned to the composition root).
 
+pub mod clusterrole_aggregation;
 pub mod garbage_collector;
 mod graph;
 mod monitors;
@@ -19,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use crate::apiserver::resources::{BUILTIN, ResourceDef, Storage};
 use crate::auth::UserIdentity;
 
+pub use clusterrole_aggregation::ClusterRoleAggregationConfig;
 pub use garbage_collector::GarbageCollectorConfig;
 pub use namespace::NamespaceControllerConfig;
 
@@ -29,6 +32,8 @@ pub enum Error {
     GarbageCollector(#[from] garbage_collector::Error),
     #[error("namespace controller: {0}")]
     Namespace(#[from] namespace::Error),
+    #[error("clusterrole aggregation controller: {0}")]
+    ClusterRoleAggregation(#[from] clusterrole_aggregation::Error),
     #[error("controller task {name} panicked or was aborted: {source}")]
     Task {
         name: &'static str,
@@ -41,6 +46,7 @@ pub enum Error {
 pub struct Config {
     pub garbage_collector: GarbageCollectorConfig,
     pub namespace: NamespaceControllerConfig,
+    pub clusterrole_aggregation: ClusterRoleAggregationConfig,
 }
 
 /// The identity the controllers act as, as upstream's kube-controller-manager does.
@@ -57,8 +63,8 @@ pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// Runs the shared monitors, the garbage collector and the namespace controller until `shutdown`
-/// turns true. Returns the first controller error (the others keep running until then).
+/// Runs the shared monitors, the garbage collector, the namespace controller and the ClusterRole
+/// aggregation controller until `shutdown` turns true. Returns the first controller error (the others keep running until then).
 pub async fn run(
     client: kube::Client,
     config: Config,
@@ -79,12 +85,17 @@ pub async fn run(
         shutdown.clone(),
     ));
     let ns = tokio::spawn(namespace::run(
-        client,
+        client.clone(),
         config.namespace,
         ns_rx,
         shutdown.clone(),
     ));
-    let (gc, ns) = tokio::join!(gc, ns);
+    let aggregation = tokio::spawn(clusterrole_aggregation::run(
+        client,
+        config.clusterrole_aggregation,
+        shutdown.clone(),
+    ));
+    let (gc, ns, aggregation) = tokio::join!(gc, ns, aggregation);
     for handle in monitors {
         handle.abort();
     }
@@ -94,6 +105,10 @@ pub async fn run(
     })??;
     ns.map_err(|source| Error::Task {
         name: "namespace",
+        source,
+    })??;
+    aggregation.map_err(|source| Error::Task {
+        name: "clusterrole-aggregation",
         source,
     })??;
     Ok(())

@@ -12,8 +12,8 @@ mod node;
 mod review;
 mod rule;
 
-// The bootstrap policy data (owned by the `policy` worktree) is declared here:
-// pub mod bootstrap;
+/// The default policy every cluster starts with (upstream's bootstrap policy) and its reconciliation.
+pub mod bootstrap;
 
 pub use index::{PolicyIndex, UserRules, subject_matches};
 pub use message::{
