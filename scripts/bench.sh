@@ -11,12 +11,14 @@
 #   4. listing 5,000 Secrets over HTTPS: full JSON and limit=500 pages
 #   5. idle RSS of `skiff server --disable-agent` 5 s after start
 #   6. time from process start to /readyz OK (median of 5 fresh starts)
+#   7. authentication + authorization overhead per request with 500 RoleBindings
 # It prints a table with targets and writes target/bench-results.json (or $SKIFF_BENCH_OUT).
 #
 # Knobs (environment): SKIFF_BENCH_CREATES (2000), SKIFF_BENCH_WATCH_EVENTS (1000),
-# SKIFF_BENCH_SECRETS (5000), SKIFF_BENCH_STARTS (5), SKIFF_BENCH_IDLE_SECS (5), ETCD_BIN,
+# SKIFF_BENCH_SECRETS (5000), SKIFF_BENCH_STARTS (5), SKIFF_BENCH_IDLE_SECS (5),
+# SKIFF_BENCH_AUTH_ITERATIONS (20000), ETCD_BIN,
 # SKIFF_BENCH_SKIP_BUILD=1 (reuse an existing target/release/skiff),
-# SKIFF_BENCH_ONLY=etcd,https,inproc,startup (run only these parts; all by default).
+# SKIFF_BENCH_ONLY=etcd,https,inproc,auth,startup (run only these parts; all by default).
 # A fresh checkout needs the release build (~5-10 min on 2 cores); the harness itself compiles in
 # ~3.5 min and runs in ~30 s.
 # Every process the benchmark starts runs on 127.0.0.1 with a temporary data dir and is stopped by

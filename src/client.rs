@@ -19,6 +19,43 @@ pub fn in_process(router: Router, user: UserIdentity) -> kube::Client {
     kube::Client::new(service, "default")
 }
 
+/// Makes in-process clients over one router, each acting as its own identity, so every
+/// component passes RBAC as itself (upstream's controllers use one ServiceAccount each).
+#[derive(Clone)]
+pub struct InProcess {
+    router: Router,
+}
+
+impl InProcess {
+    pub fn new(router: Router) -> InProcess {
+        InProcess { router }
+    }
+
+    /// A client acting as `user`.
+    pub fn client(&self, user: UserIdentity) -> kube::Client {
+        in_process(self.router.clone(), user)
+    }
+
+    /// A client acting as the ServiceAccount `kube-system/<name>`, as upstream's controllers do
+    /// with `--use-service-account-credentials` (k3s's default).
+    pub fn controller(&self, name: &str) -> kube::Client {
+        self.client(service_account("kube-system", name))
+    }
+}
+
+/// The identity a ServiceAccount token proves (no uid: in-process components need no token).
+pub fn service_account(namespace: &str, name: &str) -> UserIdentity {
+    UserIdentity {
+        name: format!("system:serviceaccount:{namespace}:{name}"),
+        groups: vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{namespace}"),
+            "system:authenticated".into(),
+        ],
+        ..Default::default()
+    }
+}
+
 /// The identity of the cluster administrator (what the admin kubeconfig's certificate proves).
 pub fn admin() -> UserIdentity {
     UserIdentity {

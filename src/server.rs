@@ -118,6 +118,10 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
         },
     );
     let router = api.router();
+    tokio::spawn(apiserver::authz::sync_policy(
+        api.store.clone(),
+        api.authorizer.clone(),
+    ));
     let listener =
         Listener::bind(SocketAddr::new(args.bind_address, args.https_listen_port)).await?;
     let addr = listener
@@ -136,11 +140,9 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
     apiserver::bootstrap::ensure(&client, IpAddr::V4(service_ip), advertise, addr.port())
         .await
         .context("creating the system namespaces and the kubernetes service")?;
+    api.authorizer.wait_synced().await;
     api.set_ready();
-    crate::controllers::spawn(
-        crate::client::in_process(router, crate::controllers::identity()),
-        tx.subscribe(),
-    );
+    crate::controllers::spawn(crate::client::InProcess::new(router), tx.subscribe());
     tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "API server ready");
 
     let kubeconfig = Kubeconfig::local_admin(&pki, addr.port());

@@ -421,18 +421,19 @@ async fn idle_controllers_send_no_requests_after_their_first_lists() {
     let c = cluster().await;
     let requests = Arc::new(AtomicUsize::new(0));
     let counter = requests.clone();
-    let identity = skiff::controllers::identity();
-    let service = tower::ServiceBuilder::new()
-        .map_request(move |mut req: http::Request<kube::client::Body>| {
-            counter.fetch_add(1, Ordering::SeqCst);
-            req.extensions_mut().insert(identity.clone());
-            req
-        })
-        .service(c.server.api.router());
-    let client = kube::Client::new(service, "default");
+    let counted = c
+        .server
+        .api
+        .router()
+        .layer(tower::util::MapRequestLayer::new(
+            move |req: axum::extract::Request| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                req
+            },
+        ));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let controllers = tokio::spawn(skiff::controllers::run(
-        client,
+        skiff::client::InProcess::new(counted),
         skiff::controllers::Config::default(),
         stopped,
     ));

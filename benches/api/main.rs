@@ -3,6 +3,7 @@
 //! all on loopback with temporary data dirs; prints a table and writes `target/bench-results.json`.
 //! It must never touch anything outside its temporary dirs or leave a process running.
 
+mod auth;
 mod list;
 mod load;
 mod machine;
@@ -33,11 +34,12 @@ struct Settings {
     watch_events: usize,
     secrets: usize,
     starts: usize,
+    auth_iterations: usize,
     idle: Duration,
     skiff_bin: PathBuf,
     etcd_bin: Option<PathBuf>,
     out: PathBuf,
-    /// Parts to run (`SKIFF_BENCH_ONLY=etcd,https,inproc,startup`); all when unset.
+    /// Parts to run (`SKIFF_BENCH_ONLY=etcd,https,inproc,auth,startup`); all when unset.
     only: Option<Vec<String>>,
 }
 
@@ -68,6 +70,7 @@ impl Settings {
             watch_events: env_usize("SKIFF_BENCH_WATCH_EVENTS", 1000, 100_000),
             secrets: env_usize("SKIFF_BENCH_SECRETS", 5000, 100_000),
             starts: env_usize("SKIFF_BENCH_STARTS", 5, 50),
+            auth_iterations: env_usize("SKIFF_BENCH_AUTH_ITERATIONS", 20_000, 1_000_000),
             idle: Duration::from_secs(env_usize("SKIFF_BENCH_IDLE_SECS", 5, 600) as u64),
             skiff_bin: std::env::var_os("SKIFF_BIN")
                 .map(PathBuf::from)
@@ -188,6 +191,11 @@ async fn run(s: &Settings) -> Report {
             .map(|h| &h.watch),
     );
 
+    if s.wants("auth") {
+        eprintln!("bench: authentication + authorization overhead");
+        report.auth(&in_process_auth(s.auth_iterations).await);
+    }
+
     if s.wants("startup") {
         eprintln!("bench: start-up time and idle memory");
         let startup = bench_startup(s).await;
@@ -283,9 +291,12 @@ pub struct InProcessWatch {
 
 /// A server started in this process (`skiff::server::start`), watched through the in-process
 /// kube-rs client and over HTTPS, with each event also timed from the store's own watch.
-async fn in_process_watch(n: usize) -> anyhow::Result<InProcessWatch> {
+/// A whole `skiff server --disable-agent` started in this process, on a temporary data dir.
+async fn in_process_server(
+    prefix: &str,
+) -> anyhow::Result<(tempfile::TempDir, skiff::server::RunningServer)> {
     let dir = tempfile::Builder::new()
-        .prefix("skiff-bench-inproc-")
+        .prefix(prefix)
         .tempdir()
         .context("creating a data dir")?;
     let config = dir.path().join("config.yaml");
@@ -312,6 +323,18 @@ async fn in_process_watch(n: usize) -> anyhow::Result<InProcessWatch> {
     let server = skiff::server::start(&args)
         .await
         .context("starting the in-process server")?;
+    Ok((dir, server))
+}
+
+async fn in_process_auth(iterations: usize) -> anyhow::Result<auth::AuthOverhead> {
+    let (_dir, server) = in_process_server("skiff-bench-auth-").await?;
+    let result = auth::run(&server, iterations).await;
+    server.shutdown().await;
+    result
+}
+
+async fn in_process_watch(n: usize) -> anyhow::Result<InProcessWatch> {
+    let (_dir, server) = in_process_server("skiff-bench-inproc-").await?;
     let store = server.api.store.clone();
     let client = skiff::client::in_process(server.api.router(), skiff::client::admin());
     let router = watch::api(&client, "bench-watch-inproc", n, Some(&store)).await;

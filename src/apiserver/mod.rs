@@ -6,6 +6,7 @@
 //! only the TLS layer or the in-process client can set.
 
 pub mod apply;
+pub mod authz;
 pub mod bootstrap;
 pub mod codec;
 pub mod discovery;
@@ -58,6 +59,8 @@ pub struct ApiConfig {
 pub struct ApiServer {
     pub store: Store,
     pub config: ApiConfig,
+    /// The RBAC policy every request is checked against (kept current by `authz::sync_policy`).
+    pub authorizer: Arc<authz::Authorizer>,
     ready: AtomicBool,
     allocations: tokio::sync::Mutex<()>,
 }
@@ -67,6 +70,7 @@ impl ApiServer {
         Arc::new(ApiServer {
             store,
             config,
+            authorizer: authz::Authorizer::new(),
             ready: AtomicBool::new(false),
             allocations: tokio::sync::Mutex::new(()),
         })
@@ -95,6 +99,10 @@ impl ApiServer {
             .route("/openapi/v3", get(openapi_v3_index))
             .route("/openapi/v3/{*path}", get(openapi_v3))
             .fallback(dispatch)
+            .layer(middleware::from_fn_with_state(
+                self.clone(),
+                authz::authorize,
+            ))
             .layer(middleware::from_fn(authenticate))
             .layer(
                 tower_http::compression::CompressionLayer::new()

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::apiserver::resources::{BUILTIN, ResourceDef, Storage};
 use crate::auth::UserIdentity;
+use crate::client::InProcess;
 
 pub use clusterrole_aggregation::ClusterRoleAggregationConfig;
 pub use garbage_collector::GarbageCollectorConfig;
@@ -65,33 +66,37 @@ pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 
 /// Runs the shared monitors, the garbage collector, the namespace controller and the ClusterRole
 /// aggregation controller until `shutdown` turns true. Returns the first controller error (the others keep running until then).
+///
+/// The shared watches act as `system:kube-controller-manager`; each controller acts as its own
+/// ServiceAccount in `kube-system`, bound to its `system:controller:<name>` ClusterRole by the
+/// bootstrap policy.
 pub async fn run(
-    client: kube::Client,
+    clients: InProcess,
     config: Config,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let (gc_tx, gc_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
     let (ns_tx, ns_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
     let monitors = monitors::spawn(
-        client.clone(),
+        clients.client(identity()),
         garbage_collector::watched_resources(),
         vec![gc_tx, ns_tx],
         shutdown.clone(),
     );
     let gc = tokio::spawn(garbage_collector::run(
-        client.clone(),
+        clients.controller("generic-garbage-collector"),
         config.garbage_collector,
         gc_rx,
         shutdown.clone(),
     ));
     let ns = tokio::spawn(namespace::run(
-        client.clone(),
+        clients.controller("namespace-controller"),
         config.namespace,
         ns_rx,
         shutdown.clone(),
     ));
     let aggregation = tokio::spawn(clusterrole_aggregation::run(
-        client,
+        clients.controller("clusterrole-aggregation-controller"),
         config.clusterrole_aggregation,
         shutdown.clone(),
     ));
@@ -115,9 +120,9 @@ pub async fn run(
 }
 
 /// Starts [`run`] on its own task, logging its outcome; for the composition root.
-pub fn spawn(client: kube::Client, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(clients: InProcess, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        match run(client, Config::default(), shutdown).await {
+        match run(clients, Config::default(), shutdown).await {
             Ok(()) => tracing::info!("controllers stopped"),
             Err(e) => tracing::error!(error = %e, "controllers failed"),
         }

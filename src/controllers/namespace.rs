@@ -10,8 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Namespace, NamespaceCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use serde_json::json;
+use kube::api::{DeleteParams, ListParams, PostParams};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -206,9 +205,14 @@ impl Controller {
             &content.conditions(),
             Time(k8s_openapi::jiff::Timestamp::now()),
         ) {
-            let patch = json!({ "status": { "conditions": serde_json::to_value(&conditions)
-                .map_err(|source| Error::Encode { namespace: name.to_string(), source })? } });
-            api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+            // An update (not a patch), as upstream: the controller's role may only update
+            // namespaces/status. A conflict is retried by the queue with a fresh read.
+            let mut updated = ns.clone();
+            updated
+                .status
+                .get_or_insert_with(Default::default)
+                .conditions = Some(conditions);
+            api.replace_status(name, &PostParams::default(), &updated)
                 .await
                 .map_err(Self::api_error("update the status of", name))?;
         }

@@ -2,6 +2,8 @@
 //! with its own data dir, and the real client binaries installed by `scripts/test-deps.sh`.
 #![allow(dead_code)]
 
+pub mod users;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -11,7 +11,7 @@ use super::super::errors::{ApiError, ConflictCause};
 use super::super::field_errors::FieldError;
 use super::super::request::{FieldValidation, dry_run, field_validation};
 use super::super::resources::{ResourceDef, Subresource};
-use super::super::{apply, fields, objects, openapi, patch, registry, storage};
+use super::super::{apply, authz, fields, objects, openapi, patch, registry, storage};
 use super::{Ctx, convert, render, services};
 use crate::store::Revision;
 
@@ -261,6 +261,7 @@ async fn create_object(
         warnings.extend(registry::warnings(def, &candidate));
         let _guard = services::allocation_lock(ctx, def).await;
         services::allocate(ctx, &mut candidate, None).await?;
+        authz::escalation::check(&ctx.api, &ctx.user, def, &candidate).await?;
         if dry {
             return Ok(candidate);
         }
@@ -568,6 +569,7 @@ async fn write_existing(
         if cmp_new == current_obj {
             return Ok((StatusCode::OK, current_obj));
         }
+        authz::escalation::check(&ctx.api, &ctx.user, def, &new).await?;
         if dry {
             return Ok((StatusCode::OK, new));
         }
