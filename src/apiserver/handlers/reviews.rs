@@ -1,5 +1,5 @@
 //! Create-only review resources answered per request and never stored: access reviews,
-//! SelfSubjectReview (`kubectl auth whoami`) and TokenReview.
+//! SelfSubjectReview (`kubectl auth whoami`) and TokenReview (answered by `tokens.rs`).
 //!
 //! Authorization is not enforced yet (the identity-and-access work adds RBAC): every
 //! authenticated user may do everything, and the access reviews say exactly that.
@@ -36,9 +36,7 @@ pub async fn create(ctx: Ctx) -> Result<Response, ApiError> {
             }
             json!({"userInfo": ui})
         }
-        "TokenReview" => {
-            json!({"authenticated": false, "user": {}, "error": "token authentication is not enabled on this server yet"})
-        }
+        "TokenReview" => super::tokens::review_status(&ctx, &obj).await?,
         _ => return Err(ApiError::MethodNotAllowed),
     };
     if let Value::Object(m) = &mut obj {
