@@ -146,6 +146,13 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
     api.set_ready();
     crate::controllers::spawn(
         crate::client::in_process(router, crate::controllers::identity()),
+        crate::controllers::Config {
+            root_ca: crate::controllers::RootCaPublisherConfig {
+                ca_pem: pki.server_ca_pem().to_owned(),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
         tx.subscribe(),
     );
     tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "API server ready");

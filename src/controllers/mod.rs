@@ -1,5 +1,6 @@
-//! The controllers `skiff server` runs after the API server is ready: the garbage collector and
-//! the namespace lifecycle controller, fed by one shared metadata watch per stored resource type.
+//! The controllers `skiff server` runs after the API server is ready: the garbage collector, the
+//! namespace lifecycle controller, the service-account controller and the root-CA publisher, fed
+//! by one shared metadata watch per stored resource type.
 //! They reach the cluster only through a `kube::Client`; they never touch the store and never
 //! exit the process (errors are returned to the composition root).
 
@@ -8,6 +9,8 @@ mod graph;
 mod monitors;
 pub mod namespace;
 mod queue;
+pub mod root_ca;
+pub mod service_account;
 
 use std::time::Duration;
 
@@ -21,6 +24,8 @@ use crate::auth::UserIdentity;
 
 pub use garbage_collector::GarbageCollectorConfig;
 pub use namespace::NamespaceControllerConfig;
+pub use root_ca::RootCaPublisherConfig;
+pub use service_account::ServiceAccountControllerConfig;
 
 /// Errors of the controllers' composition (each controller has its own error type as well).
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +34,10 @@ pub enum Error {
     GarbageCollector(#[from] garbage_collector::Error),
     #[error("namespace controller: {0}")]
     Namespace(#[from] namespace::Error),
+    #[error("service-account controller: {0}")]
+    ServiceAccount(#[from] service_account::Error),
+    #[error("root-CA publisher: {0}")]
+    RootCa(#[from] root_ca::Error),
     #[error("controller task {name} panicked or was aborted: {source}")]
     Task {
         name: &'static str,
@@ -41,6 +50,8 @@ pub enum Error {
 pub struct Config {
     pub garbage_collector: GarbageCollectorConfig,
     pub namespace: NamespaceControllerConfig,
+    pub service_account: ServiceAccountControllerConfig,
+    pub root_ca: RootCaPublisherConfig,
 }
 
 /// The identity the controllers act as, as upstream's kube-controller-manager does.
@@ -66,12 +77,26 @@ pub async fn run(
 ) -> Result<(), Error> {
     let (gc_tx, gc_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
     let (ns_tx, ns_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
+    let (sa_tx, sa_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
+    let (ca_tx, ca_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
     let monitors = monitors::spawn(
         client.clone(),
         garbage_collector::watched_resources(),
-        vec![gc_tx, ns_tx],
+        vec![gc_tx, ns_tx, sa_tx, ca_tx],
         shutdown.clone(),
     );
+    let sa = tokio::spawn(service_account::run(
+        client.clone(),
+        config.service_account,
+        sa_rx,
+        shutdown.clone(),
+    ));
+    let ca = tokio::spawn(root_ca::run(
+        client.clone(),
+        config.root_ca,
+        ca_rx,
+        shutdown.clone(),
+    ));
     let gc = tokio::spawn(garbage_collector::run(
         client.clone(),
         config.garbage_collector,
@@ -84,7 +109,7 @@ pub async fn run(
         ns_rx,
         shutdown.clone(),
     ));
-    let (gc, ns) = tokio::join!(gc, ns);
+    let (gc, ns, sa, ca) = tokio::join!(gc, ns, sa, ca);
     for handle in monitors {
         handle.abort();
     }
@@ -96,13 +121,25 @@ pub async fn run(
         name: "namespace",
         source,
     })??;
+    sa.map_err(|source| Error::Task {
+        name: "service-account",
+        source,
+    })??;
+    ca.map_err(|source| Error::Task {
+        name: "root-ca-publisher",
+        source,
+    })??;
     Ok(())
 }
 
 /// Starts [`run`] on its own task, logging its outcome; for the composition root.
-pub fn spawn(client: kube::Client, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    client: kube::Client,
+    config: Config,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        match run(client, Config::default(), shutdown).await {
+        match run(client, config, shutdown).await {
             Ok(()) => tracing::info!("controllers stopped"),
             Err(e) => tracing::error!(error = %e, "controllers failed"),
         }
