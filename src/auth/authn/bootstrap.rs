@@ -226,7 +226,8 @@ mod tests {
         deleted["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
         let mut wrong_type = secret(&[]);
         wrong_type["type"] = json!("Opaque");
-        let table: Vec<(&str, Value, Result<Vec<&str>, BootstrapError>)> = vec![
+        type Case<'a> = (&'a str, Value, Result<Vec<&'a str>, BootstrapError>);
+        let table: Vec<Case> = vec![
             ("valid", secret(&[]), Ok(vec![DEFAULT_GROUP])),
             (
                 "extra groups sorted and deduplicated",

@@ -478,7 +478,8 @@ mod tests {
     fn audiences_intersect_with_the_requested_or_implicit_ones() {
         let s = |v: &[&str]| v.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
         let api = s(&["https://kubernetes.default.svc.cluster.local", "k3s"]);
-        let table: Vec<(Vec<String>, Option<Vec<String>>, Result<Vec<String>, ()>)> = vec![
+        type Case = (Vec<String>, Option<Vec<String>>, Result<Vec<String>, ()>);
+        let table: Vec<Case> = vec![
             (s(&["k3s"]), None, Ok(s(&["k3s"]))),
             (s(&[]), None, Ok(api.clone())),
             (s(&["vault"]), None, Err(())),

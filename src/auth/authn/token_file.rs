@@ -188,7 +188,8 @@ mod tests {
             "t1,alice,uid-1,\"dev,ops\"\r\n\nt2,bob,uid-2\n,nobody,uid-3\n\"t,4\",\"carol \"\"c\"\"\",uid-4,solo\nt2,bob2,uid-5\n",
         )
         .unwrap();
-        let table: [(&str, Option<(&str, &str, Vec<&str>)>); 5] = [
+        type User<'a> = (&'a str, &'a str, Vec<&'a str>);
+        let table: [(&str, Option<User>); 5] = [
             ("t1", Some(("alice", "uid-1", vec!["dev", "ops"]))),
             ("t2", Some(("bob2", "uid-5", vec![]))),
             ("t,4", Some(("carol \"c\"", "uid-4", vec!["solo"]))),
