@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::apiserver::serve::{IdentityFn, Listener};
+use crate::apiserver::authn::{Authenticator, AuthnConfig};
+use crate::apiserver::serve::Listener;
 use crate::apiserver::{self, ApiConfig, ApiServer, handlers::Ipv4Cidr};
 use crate::auth::kubeconfig::{Kubeconfig, parse_kubeconfig_mode, write_kubeconfig};
 use crate::auth::pki::{Pki, PkiConfig};
@@ -110,11 +111,20 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
     .await
     .context("opening the datastore")?;
 
+    let authenticator = Authenticator::new(&AuthnConfig {
+        issuer: args.service_account_issuer.clone(),
+        api_audiences: args.api_audiences.clone(),
+        token_auth_file: args.token_auth_file.clone(),
+        anonymous: args.anonymous_auth,
+        ..AuthnConfig::new(pki.client_ca_pem(), pki.service_key_pem())
+    })
+    .context("preparing authentication")?;
     let api = ApiServer::new(
         store,
         ApiConfig {
             service_cidr,
             node_port_range: parse_port_range(&args.service_node_port_range)?,
+            authn: Arc::new(authenticator),
         },
     );
     let router = api.router();
@@ -128,13 +138,10 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
         .local_addr()
         .context("reading the listener's address")?;
     let tls_config = tls::server_config(&pki).context("building the TLS configuration")?;
-    let identity: IdentityFn = Arc::new(tls::identity_from_peer);
     let (tx, mut rx) = tokio::sync::watch::channel(false);
-    let serving = tokio::spawn(
-        listener.serve(router.clone(), tls_config, identity, async move {
-            let _ = rx.wait_for(|v| *v).await;
-        }),
-    );
+    let serving = tokio::spawn(listener.serve(router.clone(), tls_config, async move {
+        let _ = rx.wait_for(|v| *v).await;
+    }));
 
     let client = crate::client::in_process(router.clone(), crate::client::apiserver());
     apiserver::bootstrap::ensure(&client, IpAddr::V4(service_ip), advertise, addr.port())
@@ -142,7 +149,17 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
         .context("creating the system namespaces and the kubernetes service")?;
     api.authorizer.wait_synced().await;
     api.set_ready();
-    crate::controllers::spawn(crate::client::InProcess::new(router), tx.subscribe());
+    crate::controllers::spawn(
+        crate::client::InProcess::new(router),
+        crate::controllers::Config {
+            root_ca: crate::controllers::RootCaPublisherConfig {
+                ca_pem: pki.server_ca_pem().to_owned(),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        tx.subscribe(),
+    );
     tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "API server ready");
 
     let kubeconfig = Kubeconfig::local_admin(&pki, addr.port());

@@ -114,13 +114,25 @@ async fn watches_deliver_every_event_in_order_without_gaps() {
     let s = TestServer::start();
     let c = client(&s).await;
     let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
-    let start = api
-        .list(&Default::default())
-        .await
-        .expect("list")
-        .metadata
-        .resource_version
-        .expect("rv");
+    // Wait until the controllers' start-up writes (default ServiceAccounts, root-CA ConfigMaps)
+    // are over: the revision must stay put for a while.
+    let revision = || async {
+        api.list(&Default::default())
+            .await
+            .expect("list")
+            .metadata
+            .resource_version
+            .expect("rv")
+    };
+    let mut start = revision().await;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let now = revision().await;
+        if now == start {
+            break;
+        }
+        start = now;
+    }
     let mut stream = api
         .watch(&WatchParams::default(), &start)
         .await

@@ -3,9 +3,10 @@
 //! [`ApiServer::router`] builds one axum `Router` serving discovery, OpenAPI, health and every
 //! built-in resource. It is served over HTTPS by `serve.rs` and called directly, without TCP, by
 //! the in-process client. Callers are identified by a [`UserIdentity`] request extension that
-//! only the TLS layer or the in-process client can set.
+//! only the authentication layer (`authn.rs`) or the in-process client can set.
 
 pub mod apply;
+pub mod authn;
 pub mod authz;
 pub mod bootstrap;
 pub mod codec;
@@ -53,6 +54,8 @@ pub use handlers::kubernetes_service_ip;
 pub struct ApiConfig {
     pub service_cidr: handlers::Ipv4Cidr,
     pub node_port_range: (u16, u16),
+    /// Authenticates every request that does not come from the in-process client.
+    pub authn: Arc<authn::Authenticator>,
 }
 
 /// The API server's shared state.
@@ -103,7 +106,7 @@ impl ApiServer {
                 self.clone(),
                 authz::authorize,
             ))
-            .layer(middleware::from_fn(authenticate))
+            .layer(middleware::from_fn_with_state(self.clone(), authenticate))
             .layer(
                 tower_http::compression::CompressionLayer::new()
                     .gzip(true)
@@ -141,9 +144,35 @@ fn is_public(path: &str) -> bool {
         || path.starts_with("/readyz/")
 }
 
-async fn authenticate(req: Request, next: Next) -> Response {
-    if req.extensions().get::<UserIdentity>().is_none() && !is_public(req.uri().path()) {
-        return ApiError::Unauthorized.into_response();
+/// Establishes who is calling, before any handler runs: requests from the in-process client
+/// already carry their identity; every other request is authenticated from its client
+/// certificate or bearer token. Failures are 401 (health and version stay public).
+async fn authenticate(State(api): State<Arc<ApiServer>>, mut req: Request, next: Next) -> Response {
+    if req.extensions().get::<UserIdentity>().is_some() {
+        return next.run(req).await;
+    }
+    let peer = req
+        .extensions_mut()
+        .remove::<Arc<authn::PeerCertificates>>();
+    let authenticator = &api.config.authn;
+    let outcome = authenticator
+        .authenticate(&api.store, req.headers(), peer.as_deref())
+        .await;
+    match outcome {
+        authn::Outcome::Authenticated(a) => {
+            // As upstream: the credential is not passed on inside the server.
+            req.headers_mut().remove(header::AUTHORIZATION);
+            req.extensions_mut().insert(a.user);
+        }
+        authn::Outcome::NoCredentials if authenticator.anonymous_enabled() => {
+            req.extensions_mut().insert(authn::anonymous());
+        }
+        _ if is_public(req.uri().path()) => {}
+        authn::Outcome::NoCredentials => return ApiError::Unauthorized.into_response(),
+        authn::Outcome::Failed(reason) => {
+            tracing::debug!(path = req.uri().path(), %reason, "unable to authenticate the request");
+            return ApiError::Unauthorized.into_response();
+        }
     }
     next.run(req).await
 }

@@ -1,5 +1,6 @@
-//! Serving the router over HTTPS: TLS handshake (rustls), the client certificate turned into a
-//! [`UserIdentity`] request extension, HTTP/1.1 and HTTP/2 with upgrades, graceful shutdown.
+//! Serving the router over HTTPS: TLS handshake (rustls), the client certificate chain handed
+//! to the authentication layer as a [`PeerCertificates`] request extension, HTTP/1.1 and HTTP/2
+//! with upgrades, graceful shutdown. Never decides who the caller is.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,10 +14,8 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use super::authn::PeerCertificates;
 use crate::auth::UserIdentity;
-
-/// Maps a verified client certificate (DER) to the identity it proves.
-pub type IdentityFn = Arc<dyn Fn(&[u8]) -> Option<UserIdentity> + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -49,7 +48,6 @@ impl Listener {
         self,
         router: Router,
         tls: Arc<rustls::ServerConfig>,
-        identity: IdentityFn,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         let acceptor = TlsAcceptor::from(tls);
@@ -70,7 +68,6 @@ impl Listener {
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let router = router.clone();
-            let identity = identity.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
                 let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
@@ -86,25 +83,21 @@ impl Listener {
                         return;
                     }
                 };
-                let user = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|certs| certs.first())
-                    .and_then(|c| identity(c.as_ref()))
-                    .map(|mut u| {
-                        if !u.groups.iter().any(|g| g == "system:authenticated") {
-                            u.groups.push("system:authenticated".into());
-                        }
-                        u
-                    });
+                // One chain per connection, shared by its requests so that the authenticator's
+                // verification is cached for the connection.
+                let certs = Arc::new(PeerCertificates::new(
+                    tls.get_ref()
+                        .1
+                        .peer_certificates()
+                        .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect())
+                        .unwrap_or_default(),
+                ));
                 let service = hyper::service::service_fn(
                     move |mut req: hyper::Request<hyper::body::Incoming>| {
-                        // Never trust identity from the network: only the TLS layer sets it.
+                        // Never trust identity from the network: only the authentication layer
+                        // sets it, from the chain below.
                         req.extensions_mut().remove::<UserIdentity>();
-                        if let Some(u) = &user {
-                            req.extensions_mut().insert(u.clone());
-                        }
+                        req.extensions_mut().insert(certs.clone());
                         router.clone().oneshot(req.map(axum::body::Body::new))
                     },
                 );

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+pub mod authn;
 pub mod kubeconfig;
 pub mod pki;
 pub mod rbac;

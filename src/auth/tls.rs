@@ -1,15 +1,18 @@
-//! rustls configurations built from the cluster PKI, and the identity a verified client
-//! certificate carries. Always uses the ring provider explicitly; never installs or relies on a
-//! process-wide default provider.
+//! rustls configurations built from the cluster PKI, the verification of client-certificate
+//! chains, and the identity a verified client certificate carries. Always uses the ring provider
+//! explicitly; never installs or relies on a process-wide default provider.
 
 use std::sync::Arc;
 
-use rustls::RootCertStore;
 use rustls::client::ClientConfig;
-use rustls::crypto::CryptoProvider;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+use sha2::{Digest, Sha256};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
@@ -50,15 +53,13 @@ fn roots_from_pem(what: &'static str, pem: &str) -> Result<RootCertStore, PkiErr
 
 /// The API server's TLS configuration: the serving chain, ALPN `h2` then `http/1.1`, and
 /// optional client authentication. A connection without a client certificate is accepted
-/// (anonymous requests reach health and version endpoints), but a presented certificate must
-/// chain to the client CA or the handshake fails.
+/// (anonymous requests reach health and version endpoints), and so is a certificate from any
+/// issuer as long as the client proves it holds the key: the chain is verified per request by
+/// the authenticator ([`ClientChainVerifier`]), so that a foreign or expired certificate gets a
+/// 401 Status instead of a failed handshake, as upstream.
 pub fn server_config(pki: &Pki) -> Result<Arc<ServerConfig>, PkiError> {
     let provider = provider();
-    let roots = roots_from_pem("client CA", pki.client_ca_pem())?;
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|source| PkiError::Verifier { source })?;
+    let verifier = Arc::new(PossessionOnlyVerifier::new(pki.client_ca_pem(), &provider)?);
     let chain = certs_from_pem("serving certificate", &pki.serving().cert_pem)?;
     let key = key_from_pem("serving key", &pki.serving().key_pem)?;
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -75,6 +76,101 @@ pub fn server_config(pki: &Pki) -> Result<Arc<ServerConfig>, PkiError> {
         })?;
     config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// The handshake half of client authentication: any certificate, but the client must sign the
+/// handshake with its key. Advertises the client CA's subject, as upstream does.
+#[derive(Debug)]
+struct PossessionOnlyVerifier {
+    algorithms: WebPkiSupportedAlgorithms,
+    hints: Vec<DistinguishedName>,
+}
+
+impl PossessionOnlyVerifier {
+    fn new(client_ca_pem: &str, provider: &Arc<CryptoProvider>) -> Result<Self, PkiError> {
+        let chain = ClientChainVerifier::with_provider(client_ca_pem, provider.clone())?;
+        Ok(PossessionOnlyVerifier {
+            algorithms: provider.signature_verification_algorithms,
+            hints: chain.inner.root_hint_subjects().to_vec(),
+        })
+    }
+}
+
+impl ClientCertVerifier for PossessionOnlyVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        // Deliberately no chain check here: see `server_config`.
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Verifies a client-certificate chain against the client CA at a given time: signatures,
+/// validity periods and the client-auth usage, as upstream's x509 authenticator.
+#[derive(Debug, Clone)]
+pub struct ClientChainVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientChainVerifier {
+    pub fn new(client_ca_pem: &str) -> Result<Self, PkiError> {
+        Self::with_provider(client_ca_pem, provider())
+    }
+
+    fn with_provider(client_ca_pem: &str, provider: Arc<CryptoProvider>) -> Result<Self, PkiError> {
+        let roots = roots_from_pem("client CA", client_ca_pem)?;
+        let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|source| PkiError::Verifier { source })?;
+        Ok(ClientChainVerifier { inner })
+    }
+
+    /// Checks `chain` (leaf first, then the intermediates the client sent) at `now`.
+    pub fn verify(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> Result<(), rustls::Error> {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Err(rustls::Error::NoCertificatesPresented);
+        };
+        self.inner
+            .verify_client_cert(leaf, intermediates, now)
+            .map(|_| ())
+    }
 }
 
 /// A client configuration that trusts `ca_pem` and authenticates with a client certificate
@@ -118,9 +214,15 @@ pub fn anonymous_client_config(ca_pem: &str) -> Result<Arc<ClientConfig>, PkiErr
     Ok(Arc::new(config))
 }
 
-/// The user a (verified) client certificate names: the subject common name as the user and each
-/// organization as a group, like upstream's x509 authenticator. `None` when the certificate does
-/// not parse or has no common name. Implicit groups are left to the authentication layer.
+/// The subject attribute upstream reads as the user's UID (`AllowParsingUserUIDFromCertAuth`).
+const UID_ATTRIBUTE_OID: &str = "1.3.6.1.4.1.57683.2";
+/// The `user.extra` key naming the credential, here the certificate's fingerprint.
+pub const CREDENTIAL_ID_KEY: &str = "authentication.kubernetes.io/credential-id";
+
+/// The user a (verified) client certificate names: the subject common name as the user, each
+/// organization as a group, the UID attribute as the UID and `X509SHA256=<fingerprint>` as the
+/// credential id, like upstream's x509 authenticator. `None` when the certificate does not parse
+/// or has no common name. Implicit groups are left to the authentication layer.
 pub fn identity_from_peer(cert_der: &[u8]) -> Option<UserIdentity> {
     let (_, cert) = X509Certificate::from_der(cert_der).ok()?;
     let subject = cert.subject();
@@ -138,11 +240,26 @@ pub fn identity_from_peer(cert_der: &[u8]) -> Option<UserIdentity> {
         .filter_map(|attr| attr.as_str().ok())
         .map(str::to_owned)
         .collect();
+    let uid = subject
+        .iter_attributes()
+        .filter(|attr| attr.attr_type().to_id_string() == UID_ATTRIBUTE_OID)
+        .filter_map(|attr| attr.as_str().ok())
+        .last()
+        .unwrap_or_default()
+        .to_owned();
+    let fingerprint: String = Sha256::digest(cert_der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Some(UserIdentity {
         name,
-        uid: String::new(),
+        uid,
         groups,
-        extra: Default::default(),
+        extra: [(
+            CREDENTIAL_ID_KEY.to_owned(),
+            vec![format!("X509SHA256={fingerprint}")],
+        )]
+        .into(),
     })
 }
 
@@ -195,7 +312,11 @@ mod tests {
             let identity = conn
                 .peer_certificates()
                 .and_then(|certs| certs.first())
-                .and_then(|cert| identity_from_peer(cert));
+                .and_then(|cert| identity_from_peer(cert))
+                .map(|mut id| {
+                    id.extra.clear();
+                    id
+                });
             let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
             let mut buf = [0u8; 4];
             stream.read_exact(&mut buf).await.ok()?;
@@ -231,7 +352,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn server_accepts_client_ca_certs_and_anonymous_and_rejects_others() {
+    async fn server_accepts_any_certificate_with_key_possession_and_anonymous() {
         let tmp = tempfile::tempdir().unwrap();
         let pki = pki(tmp.path());
         let other_tmp = tempfile::tempdir().unwrap();
@@ -272,14 +393,20 @@ mod tests {
                 },
             ),
             (
-                "cert from another cluster's client CA",
+                "cert from another cluster's client CA (refused later, by the authenticator)",
                 client_config(ca, &foreign_cert, &foreign_key).unwrap(),
-                Outcome::Refused,
+                Outcome::Accepted {
+                    identity: user("mallory", &[]),
+                    alpn: h2.clone(),
+                },
             ),
             (
-                "cert signed by the server CA",
+                "cert signed by the server CA (refused later, by the authenticator)",
                 client_config(ca, &wrong_ca_cert, &wrong_ca_key).unwrap(),
-                Outcome::Refused,
+                Outcome::Accepted {
+                    identity: user("eve", &["system:masters"]),
+                    alpn: h2.clone(),
+                },
             ),
         ];
         for (case, client, expected) in table {
@@ -399,6 +526,62 @@ mod tests {
     }
 
     #[test]
+    fn chain_verifier_accepts_only_current_client_ca_certificates() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = pki(tmp.path());
+        let other_tmp = tempfile::tempdir().unwrap();
+        let other = self::pki(other_tmp.path());
+        let verifier = ClientChainVerifier::new(pki.client_ca_pem()).unwrap();
+        let (alice, _) = pki.issue_client_cert("alice", &["dev"], DAY).unwrap();
+        let (foreign, _) = other.issue_client_cert("mallory", &[], DAY).unwrap();
+        let (server_signed, _) = pki
+            .issue_client_cert_from(CaKind::Server, "eve", &[], DAY)
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let at =
+            |offset: i64| UnixTime::since_unix_epoch(Duration::from_secs((now + offset) as u64));
+        let table = [
+            (
+                "admin chain (leaf and CA)",
+                pki.admin().cert_pem.clone(),
+                at(0),
+                true,
+            ),
+            ("issued user", alice.clone(), at(0), true),
+            ("another cluster's client CA", foreign, at(0), false),
+            ("signed by the server CA", server_signed, at(0), false),
+            ("expired", alice.clone(), at(2 * 86_400), false),
+            ("not yet valid", alice, at(-86_400), false),
+        ];
+        for (case, pem, now, ok) in table {
+            let chain = certs_from_pem("test", &pem).unwrap();
+            assert_eq!(verifier.verify(&chain, now).is_ok(), ok, "{case}");
+        }
+        assert!(verifier.verify(&[], at(0)).is_err());
+    }
+
+    #[test]
+    fn identity_carries_the_fingerprint_as_credential_id() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = pki(tmp.path());
+        let (cert, _) = pki.issue_client_cert("alice", &[], DAY).unwrap();
+        let der = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+        let id = identity_from_peer(&der).unwrap();
+        let fingerprint: String = Sha256::digest(&der)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            id.extra[CREDENTIAL_ID_KEY],
+            vec![format!("X509SHA256={fingerprint}")]
+        );
+        assert_eq!(id.uid, "");
+    }
+
+    #[test]
     fn identity_takes_cn_as_name_and_organizations_as_groups() {
         let tmp = tempfile::tempdir().unwrap();
         let pki = pki(tmp.path());
@@ -410,7 +593,11 @@ mod tests {
         for (name, groups) in table {
             let (cert, _) = pki.issue_client_cert(name, groups, DAY).unwrap();
             let der = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
-            assert_eq!(identity_from_peer(&der), user(name, groups), "{name}");
+            let got = identity_from_peer(&der).map(|mut id| {
+                id.extra.clear();
+                id
+            });
+            assert_eq!(got, user(name, groups), "{name}");
         }
     }
 

@@ -97,6 +97,24 @@ pub struct ServerArgs {
     #[arg(long)]
     pub disable_agent: bool,
 
+    /// (auth) Identifier of the service-account token issuer (`iss` of issued tokens).
+    #[arg(long, default_value = "https://kubernetes.default.svc.cluster.local")]
+    pub service_account_issuer: String,
+
+    /// (auth) Identifiers of the API; tokens must be issued for one of them. Defaults to the
+    /// service-account issuer.
+    #[arg(long, value_delimiter = ',')]
+    pub api_audiences: Vec<String>,
+
+    /// (auth) Static bearer tokens: a CSV file of `token,user,uid,"group1,group2"` lines.
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
+
+    /// (auth) Let requests without credentials through as `system:anonymous` (authorization
+    /// then decides); health and version endpoints are public either way.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub anonymous_auth: bool,
+
     /// (db) Revisions kept by compaction.
     #[arg(long, default_value_t = 10_000)]
     pub datastore_retain_revisions: i64,

@@ -1,6 +1,7 @@
-//! The controllers `skiff server` runs after the API server is ready: the garbage collector and
-//! the namespace lifecycle controller, fed by one shared metadata watch per stored resource type,
-//! and the ClusterRole aggregation controller.
+//! The controllers `skiff server` runs after the API server is ready: the garbage collector, the
+//! namespace lifecycle controller, the service-account controller and the root-CA publisher, fed
+//! by one shared metadata watch per stored resource type, and the ClusterRole aggregation
+//! controller.
 //! They reach the cluster only through a `kube::Client`; they never touch the store and never
 //! exit the process (errors are returned to the composition root).
 
@@ -10,6 +11,8 @@ mod graph;
 mod monitors;
 pub mod namespace;
 mod queue;
+pub mod root_ca;
+pub mod service_account;
 
 use std::time::Duration;
 
@@ -25,6 +28,8 @@ use crate::client::InProcess;
 pub use clusterrole_aggregation::ClusterRoleAggregationConfig;
 pub use garbage_collector::GarbageCollectorConfig;
 pub use namespace::NamespaceControllerConfig;
+pub use root_ca::RootCaPublisherConfig;
+pub use service_account::ServiceAccountControllerConfig;
 
 /// Errors of the controllers' composition (each controller has its own error type as well).
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +40,10 @@ pub enum Error {
     Namespace(#[from] namespace::Error),
     #[error("clusterrole aggregation controller: {0}")]
     ClusterRoleAggregation(#[from] clusterrole_aggregation::Error),
+    #[error("service-account controller: {0}")]
+    ServiceAccount(#[from] service_account::Error),
+    #[error("root-CA publisher: {0}")]
+    RootCa(#[from] root_ca::Error),
     #[error("controller task {name} panicked or was aborted: {source}")]
     Task {
         name: &'static str,
@@ -48,6 +57,8 @@ pub struct Config {
     pub garbage_collector: GarbageCollectorConfig,
     pub namespace: NamespaceControllerConfig,
     pub clusterrole_aggregation: ClusterRoleAggregationConfig,
+    pub service_account: ServiceAccountControllerConfig,
+    pub root_ca: RootCaPublisherConfig,
 }
 
 /// The identity the controllers act as, as upstream's kube-controller-manager does.
@@ -77,12 +88,26 @@ pub async fn run(
 ) -> Result<(), Error> {
     let (gc_tx, gc_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
     let (ns_tx, ns_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
+    let (sa_tx, sa_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
+    let (ca_tx, ca_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
     let monitors = monitors::spawn(
         clients.client(identity()),
         garbage_collector::watched_resources(),
-        vec![gc_tx, ns_tx],
+        vec![gc_tx, ns_tx, sa_tx, ca_tx],
         shutdown.clone(),
     );
+    let sa = tokio::spawn(service_account::run(
+        ReadWrite::new(&clients, "service-account-controller"),
+        config.service_account,
+        sa_rx,
+        shutdown.clone(),
+    ));
+    let ca = tokio::spawn(root_ca::run(
+        ReadWrite::new(&clients, "root-ca-cert-publisher"),
+        config.root_ca,
+        ca_rx,
+        shutdown.clone(),
+    ));
     let gc = tokio::spawn(garbage_collector::run(
         clients.controller("generic-garbage-collector"),
         config.garbage_collector,
@@ -100,7 +125,7 @@ pub async fn run(
         config.clusterrole_aggregation,
         shutdown.clone(),
     ));
-    let (gc, ns, aggregation) = tokio::join!(gc, ns, aggregation);
+    let (gc, ns, sa, ca, aggregation) = tokio::join!(gc, ns, sa, ca, aggregation);
     for handle in monitors {
         handle.abort();
     }
@@ -116,13 +141,25 @@ pub async fn run(
         name: "clusterrole-aggregation",
         source,
     })??;
+    sa.map_err(|source| Error::Task {
+        name: "service-account",
+        source,
+    })??;
+    ca.map_err(|source| Error::Task {
+        name: "root-ca-publisher",
+        source,
+    })??;
     Ok(())
 }
 
 /// Starts [`run`] on its own task, logging its outcome; for the composition root.
-pub fn spawn(clients: InProcess, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    clients: InProcess,
+    config: Config,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        match run(clients, Config::default(), shutdown).await {
+        match run(clients, config, shutdown).await {
             Ok(()) => tracing::info!("controllers stopped"),
             Err(e) => tracing::error!(error = %e, "controllers failed"),
         }
@@ -170,6 +207,34 @@ pub(crate) fn resource_for(api_version: &str, kind: &str) -> Option<&'static Res
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     crate::apiserver::resources::by_kind(group, version, kind)
         .filter(|d| d.storage == Storage::Stored)
+}
+
+/// A controller's two clients, as upstream splits them: reads go through the shared informers'
+/// identity (`system:kube-controller-manager`, which may list and watch everything), writes act as
+/// the controller's own ServiceAccount, which its `system:controller:*` role scopes.
+#[derive(Clone)]
+pub(crate) struct ReadWrite {
+    pub read: kube::Client,
+    pub write: kube::Client,
+}
+
+impl ReadWrite {
+    pub(crate) fn new(clients: &InProcess, controller: &str) -> ReadWrite {
+        ReadWrite {
+            read: clients.client(identity()),
+            write: clients.controller(controller),
+        }
+    }
+}
+
+/// Reads one object with a `list` narrowed by a field selector, so that an identity that may only
+/// list and watch (like the shared informers') can look objects up.
+pub(crate) async fn get_via_list<K>(api: &Api<K>, name: &str) -> Result<Option<K>, kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = kube::api::ListParams::default().fields(&format!("metadata.name={name}"));
+    Ok(api.list(&params).await?.items.into_iter().next())
 }
 
 /// True for a 404 answer from the API server.

@@ -8,6 +8,7 @@ mod render;
 mod reviews;
 mod services;
 mod subresources;
+mod tokens;
 mod watch;
 mod write;
 
@@ -104,7 +105,8 @@ pub async fn handle(ctx: Ctx) -> Result<Response, ApiError> {
         (Verb::Get | Verb::Create, Some(S::Log | S::Exec | S::Attach | S::PortForward)) => {
             subresources::no_node_agent(ctx).await
         }
-        (_, Some(S::Proxy | S::Token)) => subresources::not_yet(ctx).await,
+        (Verb::Create, Some(S::Token)) => tokens::create_token(ctx).await,
+        (_, Some(S::Proxy)) => subresources::not_yet(ctx).await,
         _ => Err(ApiError::MethodNotAllowed),
     }
 }

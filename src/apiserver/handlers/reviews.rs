@@ -1,6 +1,6 @@
 //! Create-only review resources answered per request and never stored: access reviews (asked of
 //! the same RBAC authorizer that guards every request), SelfSubjectReview (`kubectl auth whoami`)
-//! and TokenReview.
+//! and TokenReview (answered by `tokens.rs`).
 
 use std::collections::BTreeMap;
 
@@ -49,9 +49,7 @@ pub async fn create(ctx: Ctx) -> Result<Response, ApiError> {
             }
             json!({"userInfo": ui})
         }
-        "TokenReview" => {
-            json!({"authenticated": false, "user": {}, "error": "token authentication is not enabled on this server yet"})
-        }
+        "TokenReview" => super::tokens::review_status(&ctx, &obj).await?,
         _ => return Err(ApiError::MethodNotAllowed),
     };
     if let Value::Object(m) = &mut obj {
