@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 pub mod kubeconfig;
 pub mod pki;
+pub mod podsecurity;
 pub mod tls;
 pub mod token;
 
