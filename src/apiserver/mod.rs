@@ -5,6 +5,7 @@
 //! the in-process client. Callers are identified by a [`UserIdentity`] request extension that
 //! only the TLS layer or the in-process client can set.
 
+pub mod admission;
 pub mod apply;
 pub mod bootstrap;
 pub mod codec;

@@ -17,7 +17,13 @@ pub static CHECKS: &[Check] = &[
         capabilities_baseline,
     ),
     check("hostNamespaces", Level::Baseline, 0, &[], host_namespaces),
-    check("hostPathVolumes", Level::Baseline, 0, &[], host_path_volumes),
+    check(
+        "hostPathVolumes",
+        Level::Baseline,
+        0,
+        &[],
+        host_path_volumes,
+    ),
     check("hostPorts", Level::Baseline, 0, &[], host_ports),
     check(
         "hostProbesAndHostLifecycle",
@@ -52,7 +58,13 @@ pub static CHECKS: &[Check] = &[
         &["capabilities_baseline"],
         capabilities_restricted,
     ),
-    check("procMount_restricted", Level::Restricted, 35, &[], proc_mount),
+    check(
+        "procMount_restricted",
+        Level::Restricted,
+        35,
+        &[],
+        proc_mount,
+    ),
     check(
         "restrictedVolumes",
         Level::Restricted,
@@ -577,9 +589,8 @@ fn seccomp_baseline(pod: &Pod<'_>, version: Version) -> Option<Violation> {
 fn seccomp_annotations(pod: &Pod<'_>) -> Option<Violation> {
     const POD_KEY: &str = "seccomp.security.alpha.kubernetes.io/pod";
     const CONTAINER_PREFIX: &str = "container.seccomp.security.alpha.kubernetes.io/";
-    let valid = |v: &str| {
-        v == "runtime/default" || v == "docker/default" || v.starts_with("localhost/")
-    };
+    let valid =
+        |v: &str| v == "runtime/default" || v == "docker/default" || v.starts_with("localhost/");
     let names: Vec<String> = containers(pod).map(cname).collect();
     let forbidden: BTreeSet<String> = annotations(pod)
         .filter(|(k, v)| {
@@ -686,7 +697,9 @@ fn sysctls(pod: &Pod<'_>, version: Version) -> Option<Violation> {
 
 fn host_process(pod: &Pod<'_>, _: Version) -> Option<Violation> {
     let host_process = |v: Option<&Value>| {
-        v.and_then(|w| w.get("hostProcess")).and_then(Value::as_bool) == Some(true)
+        v.and_then(|w| w.get("hostProcess"))
+            .and_then(Value::as_bool)
+            == Some(true)
     };
     let mut setters_list = Vec::new();
     if host_process(psc(pod, "windowsOptions")) {

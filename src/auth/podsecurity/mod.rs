@@ -168,7 +168,13 @@ mod tests {
 
     fn message(level: Level, spec: Value) -> String {
         let meta = json!({});
-        describe(&evaluate(lv(level), &Pod { metadata: &meta, spec: &spec }))
+        describe(&evaluate(
+            lv(level),
+            &Pod {
+                metadata: &meta,
+                spec: &spec,
+            },
+        ))
     }
 
     #[test]
@@ -303,6 +309,15 @@ seccompProfile (pod or container \"c\" must set securityContext.seccompProfile.t
             level: Level::Baseline,
             version: Version::Minor(33),
         };
-        assert!(evaluate(old, &Pod { metadata: &meta, spec: &spec }).is_empty());
+        assert!(
+            evaluate(
+                old,
+                &Pod {
+                    metadata: &meta,
+                    spec: &spec
+                }
+            )
+            .is_empty()
+        );
     }
 }
