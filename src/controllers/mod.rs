@@ -8,6 +8,7 @@ mod graph;
 mod monitors;
 pub mod namespace;
 mod queue;
+pub mod resource_quota;
 
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use crate::auth::UserIdentity;
 
 pub use garbage_collector::GarbageCollectorConfig;
 pub use namespace::NamespaceControllerConfig;
+pub use resource_quota::ResourceQuotaControllerConfig;
 
 /// Errors of the controllers' composition (each controller has its own error type as well).
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,8 @@ pub enum Error {
     GarbageCollector(#[from] garbage_collector::Error),
     #[error("namespace controller: {0}")]
     Namespace(#[from] namespace::Error),
+    #[error("resource quota controller: {0}")]
+    ResourceQuota(#[from] resource_quota::Error),
     #[error("controller task {name} panicked or was aborted: {source}")]
     Task {
         name: &'static str,
@@ -41,6 +45,7 @@ pub enum Error {
 pub struct Config {
     pub garbage_collector: GarbageCollectorConfig,
     pub namespace: NamespaceControllerConfig,
+    pub resource_quota: ResourceQuotaControllerConfig,
 }
 
 /// The identity the controllers act as, as upstream's kube-controller-manager does.
@@ -66,10 +71,11 @@ pub async fn run(
 ) -> Result<(), Error> {
     let (gc_tx, gc_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
     let (ns_tx, ns_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
+    let (rq_tx, rq_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
     let monitors = monitors::spawn(
         client.clone(),
         garbage_collector::watched_resources(),
-        vec![gc_tx, ns_tx],
+        vec![gc_tx, ns_tx, rq_tx],
         shutdown.clone(),
     );
     let gc = tokio::spawn(garbage_collector::run(
@@ -79,12 +85,18 @@ pub async fn run(
         shutdown.clone(),
     ));
     let ns = tokio::spawn(namespace::run(
-        client,
+        client.clone(),
         config.namespace,
         ns_rx,
         shutdown.clone(),
     ));
-    let (gc, ns) = tokio::join!(gc, ns);
+    let rq = tokio::spawn(resource_quota::run(
+        client,
+        config.resource_quota,
+        rq_rx,
+        shutdown.clone(),
+    ));
+    let (gc, ns, rq) = tokio::join!(gc, ns, rq);
     for handle in monitors {
         handle.abort();
     }
@@ -94,6 +106,10 @@ pub async fn run(
     })??;
     ns.map_err(|source| Error::Task {
         name: "namespace",
+        source,
+    })??;
+    rq.map_err(|source| Error::Task {
+        name: "resource-quota",
         source,
     })??;
     Ok(())

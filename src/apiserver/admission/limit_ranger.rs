@@ -347,7 +347,7 @@ mod tests {
                 vec!["minimum cpu usage per Container is 100m, but request is 50m"],
             ),
             (
-                json!({"cpu": "500m"}),
+                json!({"cpu": "1"}),
                 json!({"cpu": "2"}),
                 vec!["maximum cpu usage per Container is 1, but limit is 2"],
             ),
