@@ -253,9 +253,7 @@ fn scope_holds(scope: &str, plural: &str, obj: &Value) -> Option<bool> {
         "Terminating" => spec
             .get("activeDeadlineSeconds")
             .is_some_and(|v| !v.is_null()),
-        "NotTerminating" => !spec
-            .get("activeDeadlineSeconds")
-            .is_some_and(|v| !v.is_null()),
+        "NotTerminating" => spec.get("activeDeadlineSeconds").is_none_or(Value::is_null),
         "BestEffort" => {
             let (r, l) = pod_resources(spec);
             r.is_empty() && l.is_empty()
