@@ -132,6 +132,7 @@ pub async fn ensure(
                 "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
             }), "endpointslice default/kubernetes").await?;
     ensure_rbac_policy(client).await?;
+    ensure_priority_classes(client).await?;
     ensure_api_services(client).await?;
     Ok(())
 }
@@ -255,6 +256,37 @@ where
         }
     }
     Err(BootstrapError::RbacConflicts { kind, name })
+}
+
+/// The two system PriorityClasses upstream's scheduling bootstrap creates.
+async fn ensure_priority_classes(client: &kube::Client) -> Result<(), BootstrapError> {
+    use k8s_openapi::api::scheduling::v1::PriorityClass;
+    let api: Api<PriorityClass> = Api::all(client.clone());
+    for (name, value, description) in [
+        (
+            "system-node-critical",
+            2_000_001_000,
+            "Used for system critical pods that must not be moved from their current node.",
+        ),
+        (
+            "system-cluster-critical",
+            2_000_000_000,
+            "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+        ),
+    ] {
+        create_if_missing(
+            &api,
+            json!({
+                "metadata": {"name": name},
+                "value": value,
+                "description": description,
+                "preemptionPolicy": "PreemptLowerPriority",
+            }),
+            "priorityclass",
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Upstream's group priorities for the local APIServices (higher sorts first in discovery).

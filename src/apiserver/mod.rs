@@ -5,6 +5,7 @@
 //! the in-process client. Callers are identified by a [`UserIdentity`] request extension that
 //! only the authentication layer (`authn.rs`) or the in-process client can set.
 
+pub mod admission;
 pub mod apply;
 pub mod authn;
 pub mod authz;

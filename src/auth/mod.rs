@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 pub mod authn;
 pub mod kubeconfig;
 pub mod pki;
+pub mod podsecurity;
 pub mod rbac;
 pub mod tls;
 pub mod token;

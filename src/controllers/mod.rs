@@ -11,6 +11,7 @@ mod graph;
 mod monitors;
 pub mod namespace;
 mod queue;
+pub mod resource_quota;
 pub mod root_ca;
 pub mod service_account;
 
@@ -28,6 +29,7 @@ use crate::client::InProcess;
 pub use clusterrole_aggregation::ClusterRoleAggregationConfig;
 pub use garbage_collector::GarbageCollectorConfig;
 pub use namespace::NamespaceControllerConfig;
+pub use resource_quota::ResourceQuotaControllerConfig;
 pub use root_ca::RootCaPublisherConfig;
 pub use service_account::ServiceAccountControllerConfig;
 
@@ -44,6 +46,8 @@ pub enum Error {
     ServiceAccount(#[from] service_account::Error),
     #[error("root-CA publisher: {0}")]
     RootCa(#[from] root_ca::Error),
+    #[error("resource quota controller: {0}")]
+    ResourceQuota(#[from] resource_quota::Error),
     #[error("controller task {name} panicked or was aborted: {source}")]
     Task {
         name: &'static str,
@@ -59,6 +63,7 @@ pub struct Config {
     pub clusterrole_aggregation: ClusterRoleAggregationConfig,
     pub service_account: ServiceAccountControllerConfig,
     pub root_ca: RootCaPublisherConfig,
+    pub resource_quota: ResourceQuotaControllerConfig,
 }
 
 /// The identity the controllers act as, as upstream's kube-controller-manager does.
@@ -90,66 +95,103 @@ pub async fn run(
     let (ns_tx, ns_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
     let (sa_tx, sa_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
     let (ca_tx, ca_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
+    let (rq_tx, rq_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
     let monitors = monitors::spawn(
         clients.client(identity()),
         garbage_collector::watched_resources(),
-        vec![gc_tx, ns_tx, sa_tx, ca_tx],
+        vec![gc_tx, ns_tx, sa_tx, ca_tx, rq_tx],
         shutdown.clone(),
     );
-    let sa = tokio::spawn(service_account::run(
-        ReadWrite::new(&clients, "service-account-controller"),
-        config.service_account,
-        sa_rx,
-        shutdown.clone(),
-    ));
-    let ca = tokio::spawn(root_ca::run(
-        ReadWrite::new(&clients, "root-ca-cert-publisher"),
-        config.root_ca,
-        ca_rx,
-        shutdown.clone(),
-    ));
-    let gc = tokio::spawn(garbage_collector::run(
-        clients.controller("generic-garbage-collector"),
-        config.garbage_collector,
-        gc_rx,
-        shutdown.clone(),
-    ));
-    let ns = tokio::spawn(namespace::run(
-        clients.controller("namespace-controller"),
-        config.namespace,
-        ns_rx,
-        shutdown.clone(),
-    ));
-    let aggregation = tokio::spawn(clusterrole_aggregation::run(
-        clients.controller("clusterrole-aggregation-controller"),
-        config.clusterrole_aggregation,
-        shutdown.clone(),
-    ));
-    let (gc, ns, sa, ca, aggregation) = tokio::join!(gc, ns, sa, ca, aggregation);
+    let mut tasks = Tasks::default();
+    tasks.spawn(
+        "garbage-collector",
+        garbage_collector::run(
+            clients.controller("generic-garbage-collector"),
+            config.garbage_collector,
+            gc_rx,
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "namespace",
+        namespace::run(
+            clients.controller("namespace-controller"),
+            config.namespace,
+            ns_rx,
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "service-account",
+        service_account::run(
+            ReadWrite::new(&clients, "service-account-controller"),
+            config.service_account,
+            sa_rx,
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "root-ca-publisher",
+        root_ca::run(
+            ReadWrite::new(&clients, "root-ca-cert-publisher"),
+            config.root_ca,
+            ca_rx,
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "resource-quota",
+        resource_quota::run(
+            clients.controller("resourcequota-controller"),
+            config.resource_quota,
+            rq_rx,
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "clusterrole-aggregation",
+        clusterrole_aggregation::run(
+            clients.controller("clusterrole-aggregation-controller"),
+            config.clusterrole_aggregation,
+            shutdown.clone(),
+        ),
+    );
+    let result = tasks.join().await;
     for handle in monitors {
         handle.abort();
     }
-    gc.map_err(|source| Error::Task {
-        name: "garbage-collector",
-        source,
-    })??;
-    ns.map_err(|source| Error::Task {
-        name: "namespace",
-        source,
-    })??;
-    aggregation.map_err(|source| Error::Task {
-        name: "clusterrole-aggregation",
-        source,
-    })??;
-    sa.map_err(|source| Error::Task {
-        name: "service-account",
-        source,
-    })??;
-    ca.map_err(|source| Error::Task {
-        name: "root-ca-publisher",
-        source,
-    })??;
-    Ok(())
+    result
+}
+
+/// The running controllers, each a named task returning its own error type.
+#[derive(Default)]
+struct Tasks(Vec<(&'static str, tokio::task::JoinHandle<Result<(), Error>>)>);
+
+impl Tasks {
+    fn spawn<F, E>(&mut self, name: &'static str, controller: F)
+    where
+        F: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<Error> + Send + 'static,
+    {
+        let handle = tokio::spawn(async move { controller.await.map_err(Into::into) });
+        self.0.push((name, handle));
+    }
+
+    /// Waits for every controller; returns the first error (the others keep running until then).
+    async fn join(self) -> Result<(), Error> {
+        let mut first = None;
+        for (name, handle) in self.0 {
+            let outcome = match handle.await {
+                Ok(r) => r,
+                Err(source) => Err(Error::Task { name, source }),
+            };
+            if let Err(e) = outcome {
+                tracing::error!(controller = name, error = %e, "controller stopped with an error");
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
 }
 
 /// Starts [`run`] on its own task, logging its outcome; for the composition root.

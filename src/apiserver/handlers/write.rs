@@ -6,6 +6,7 @@ use axum::response::Response;
 use rand::Rng;
 use serde_json::{Value, json};
 
+use super::super::admission::{self, Attributes, Operation};
 use super::super::codec::{self, content_type, negotiate};
 use super::super::errors::{ApiError, ConflictCause};
 use super::super::field_errors::FieldError;
@@ -220,6 +221,8 @@ async fn create_object(
         m.remove("selfLink");
     }
     registry::apply_defaults(def, &mut obj);
+    let attrs = admission_attributes(ctx, Operation::Create, None, dry);
+    admission::mutate(&attrs, &mut obj, warnings).await?;
     registry::prepare_for_create(def, &mut obj);
     if track_fields {
         let mgr = manager(ctx)?;
@@ -259,6 +262,7 @@ async fn create_object(
             ));
         }
         warnings.extend(registry::warnings(def, &candidate));
+        admission::validate(&attrs, &candidate, warnings).await?;
         let _guard = services::allocation_lock(ctx, def).await;
         services::allocate(ctx, &mut candidate, None).await?;
         authz::escalation::check(&ctx.api, &ctx.user, def, &candidate).await?;
@@ -537,6 +541,8 @@ async fn write_existing(
         }
         registry::prepare_for_update(def, sub, &mut new, &current_obj);
         registry::apply_defaults(def, &mut new);
+        let attrs = admission_attributes(ctx, Operation::Update, Some(&current_obj), dry);
+        admission::mutate(&attrs, &mut new, warnings).await?;
         if !matches!(change, Change::Patch(PatchKind::Apply, ..)) {
             apply::track_update(
                 Some(&current_obj),
@@ -557,6 +563,7 @@ async fn write_existing(
             return Err(ApiError::invalid(def.kind, def.group, ctx.name(), errs));
         }
         warnings.extend(registry::warnings(def, &new));
+        admission::validate(&attrs, &new, warnings).await?;
         let _guard = services::allocation_lock(ctx, def).await;
         services::allocate(ctx, &mut new, Some(&current_obj)).await?;
         // Nothing changed: no write, no event (upstream skips no-op updates).
@@ -605,6 +612,25 @@ async fn write_existing(
         }
     }
     Err(ApiError::modified(def.group, def.plural, ctx.name()))
+}
+
+/// The admission plugins' view of this request.
+fn admission_attributes<'a>(
+    ctx: &'a Ctx,
+    operation: Operation,
+    old: Option<&'a Value>,
+    dry_run: bool,
+) -> Attributes<'a> {
+    Attributes {
+        api: &ctx.api,
+        operation,
+        def: ctx.req.def,
+        subresource: ctx.req.subresource,
+        namespace: ctx.namespace(),
+        user: &ctx.user,
+        old,
+        dry_run,
+    }
 }
 
 fn allow_create_on_update(def: &ResourceDef) -> bool {
