@@ -6,9 +6,11 @@
 //! only the TLS layer or the in-process client can set.
 
 pub mod apply;
+pub mod audit;
 pub mod bootstrap;
 pub mod codec;
 pub mod discovery;
+pub mod encryption;
 pub mod errors;
 pub mod field_errors;
 pub mod fields;
@@ -40,7 +42,6 @@ use serde_json::json;
 use tracing::Instrument;
 
 use crate::auth::UserIdentity;
-use crate::store::Store;
 use errors::ApiError;
 use handlers::Ctx;
 use request::{ApiPath, Query};
@@ -56,16 +57,16 @@ pub struct ApiConfig {
 
 /// The API server's shared state.
 pub struct ApiServer {
-    pub store: Store,
+    pub store: storage::ObjectStore,
     pub config: ApiConfig,
     ready: AtomicBool,
     allocations: tokio::sync::Mutex<()>,
 }
 
 impl ApiServer {
-    pub fn new(store: Store, config: ApiConfig) -> Arc<ApiServer> {
+    pub fn new(store: impl Into<storage::ObjectStore>, config: ApiConfig) -> Arc<ApiServer> {
         Arc::new(ApiServer {
-            store,
+            store: store.into(),
             config,
             ready: AtomicBool::new(false),
             allocations: tokio::sync::Mutex::new(()),
