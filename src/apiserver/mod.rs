@@ -61,6 +61,8 @@ pub struct ApiServer {
     pub config: ApiConfig,
     ready: AtomicBool,
     allocations: tokio::sync::Mutex<()>,
+    /// The audit log, when `--audit-log-path` is set (see [`audit::configure`]).
+    audit: std::sync::OnceLock<audit::AuditLog>,
 }
 
 impl ApiServer {
@@ -70,6 +72,7 @@ impl ApiServer {
             config,
             ready: AtomicBool::new(false),
             allocations: tokio::sync::Mutex::new(()),
+            audit: std::sync::OnceLock::new(),
         })
     }
 
@@ -97,6 +100,7 @@ impl ApiServer {
             .route("/openapi/v3/{*path}", get(openapi_v3))
             .fallback(dispatch)
             .layer(middleware::from_fn(authenticate))
+            .layer(middleware::from_fn_with_state(self.clone(), audit::record))
             .layer(
                 tower_http::compression::CompressionLayer::new()
                     .gzip(true)

@@ -105,6 +105,9 @@ impl Listener {
                         if let Some(u) = &user {
                             req.extensions_mut().insert(u.clone());
                         }
+                        // The peer address, for the audit log's sourceIPs.
+                        req.extensions_mut()
+                            .insert(axum::extract::ConnectInfo(peer));
                         router.clone().oneshot(req.map(axum::body::Body::new))
                     },
                 );

@@ -25,6 +25,7 @@ use x509_parser::prelude::FromDer;
 mod der;
 mod files;
 mod inspect;
+pub mod renew;
 
 pub use der::DerError;
 pub(crate) use files::write_file_atomically;
