@@ -92,9 +92,11 @@ fn without_a_policy_every_request_is_logged_at_metadata() {
     assert_eq!(missing["responseStatus"]["status"], "Failure");
 
     // Non-resource requests are logged too, with the lowercase method as verb.
-    wait_for(&log, "discovery", |e| {
-        e["verb"] == "get" && e["requestURI"] == "/api"
-    });
+    ok(&s, &kubectl, &["get", "--raw", "/version"], None);
+    let version = wait_for(&log, "/version", |e| e["requestURI"] == "/version");
+    assert_eq!(version["verb"], "get");
+    assert!(version.get("objectRef").is_none());
+    assert_eq!(version["responseStatus"]["code"], 200);
 }
 
 #[test]
@@ -153,11 +155,17 @@ rules:
     assert_eq!(created["level"], "RequestResponse");
     assert_eq!(created["requestObject"]["data"]["k"], "v");
     assert_eq!(created["responseObject"]["metadata"]["name"], "c1");
+    // Controllers watch configmaps too: pick kubectl's watch by its URI.
+    let ours = |e: &Value| {
+        e["requestURI"]
+            .as_str()
+            .is_some_and(|u| u.contains("timeoutSeconds=1"))
+    };
     let started = wait_for(&log, "watch started", |e| {
-        is(e, "watch", "configmaps", "ResponseStarted")
+        is(e, "watch", "configmaps", "ResponseStarted") && ours(e)
     });
     let complete = wait_for(&log, "watch complete", |e| {
-        is(e, "watch", "configmaps", "ResponseComplete")
+        is(e, "watch", "configmaps", "ResponseComplete") && ours(e)
     });
     assert_eq!(started["auditID"], complete["auditID"]);
     let secrets = wait_for(&log, "list secrets", |e| {

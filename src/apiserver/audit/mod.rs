@@ -215,8 +215,11 @@ fn object_ref(info: &RequestInfo) -> Option<Value> {
 
 fn body_json(bytes: &[u8], headers: &HeaderMap) -> Option<Value> {
     let ctype = header(headers, "content-type").unwrap_or("application/json");
-    if bytes.is_empty() || bytes.len() > MAX_LOGGED_BODY || ctype.contains("protobuf") {
+    if bytes.is_empty() || bytes.len() > MAX_LOGGED_BODY {
         return None;
+    }
+    if ctype.contains("protobuf") {
+        return super::protobuf::decode(bytes).ok();
     }
     if ctype.contains("yaml") {
         return serde_yaml::from_slice(bytes).ok();
@@ -247,7 +250,13 @@ pub async fn record(State(api): State<Arc<ApiServer>>, req: Request, next: Next)
         return next.run(req).await;
     };
     let received = jiff::Timestamp::now();
-    let info = RequestInfo::parse(req.method().as_str(), &req.uri().to_string());
+    // HTTP/2 requests carry scheme and authority in the URI; upstream logs the path and query.
+    let request_uri = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| req.uri().path().to_owned());
+    let info = RequestInfo::parse(req.method().as_str(), &request_uri);
     let anonymous = UserIdentity {
         name: "system:anonymous".into(),
         groups: vec!["system:unauthenticated".into()],
@@ -279,7 +288,7 @@ pub async fn record(State(api): State<Arc<ApiServer>>, req: Request, next: Next)
         "apiVersion": "audit.k8s.io/v1",
         "level": decision.level.as_str(),
         "auditID": audit_id,
-        "requestURI": req.uri().to_string(),
+        "requestURI": request_uri,
         "verb": info.verb,
         "user": user_json(&user),
         "sourceIPs": source_ips(&headers, peer),
