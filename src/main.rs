@@ -1,5 +1,9 @@
 //! The `skiff` executable: parse the command line, set up logging, run, map errors to exit codes.
 
+mod admin_api;
+mod certificate;
+mod secrets_encrypt;
+
 use clap::Parser;
 use skiff::cli::{Cli, Command, args_with_config_file};
 
@@ -40,6 +44,8 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => skiff::server::run(args).await,
+            Command::SecretsEncrypt(args) => secrets_encrypt::run(args).await,
+            Command::Certificate(args) => certificate::run(args).await,
         }
     });
     match result {

@@ -9,10 +9,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::apiserver::authn::{Authenticator, AuthnConfig};
+use crate::apiserver::encryption::rotation::{self, EncryptionFiles};
+use crate::apiserver::encryption::{EncryptionConfiguration, Transformer};
 use crate::apiserver::serve::Listener;
+use crate::apiserver::storage::ObjectStore;
 use crate::apiserver::{self, ApiConfig, ApiServer, handlers::Ipv4Cidr};
 use crate::auth::kubeconfig::{Kubeconfig, parse_kubeconfig_mode, write_kubeconfig};
-use crate::auth::pki::{Pki, PkiConfig};
+use crate::auth::pki::renew::{KubeconfigTarget, Renewer};
+use crate::auth::pki::{Lifetimes, Pki, PkiConfig, Reissue};
 use crate::auth::{tls, token};
 use crate::cli::ServerArgs;
 use crate::store::{Store, StoreConfig};
@@ -88,14 +92,19 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
     let advertise = advertise_address(args);
     let node_name = args.node_name.clone().unwrap_or_else(hostname);
 
-    let pki = Pki::load_or_generate(&PkiConfig {
+    let pki_config = PkiConfig {
         tls_dir: server_dir.join("tls"),
         sans: args.tls_san.clone(),
         node_addresses: vec![advertise],
         service_ip: IpAddr::V4(service_ip),
         node_name,
-    })
-    .context("preparing certificates")?;
+    };
+    let lifetimes = Lifetimes {
+        leaf: Duration::from_secs(args.leaf_certificate_lifetime_seconds.max(60)),
+        renew_before: Duration::from_secs(args.certificate_renew_before_seconds),
+    };
+    let pki = Pki::load_or_renew(&pki_config, &lifetimes, Reissue::WhenNeeded)
+        .context("preparing certificates")?;
     token::load_or_create_server_token(
         &server_dir.join("token"),
         pki.server_ca_pem().as_bytes(),
@@ -103,10 +112,14 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
     )
     .context("preparing the server token")?;
 
+    let db_path = server_dir.join("db").join("state.db");
+    let new_cluster = !db_path.exists();
+    let encryption_files = EncryptionFiles::in_cred_dir(&server_dir.join("cred"));
+    let transformer = secrets_transformer(&encryption_files, args.secrets_encryption, new_cluster)?;
     let store = Store::open(StoreConfig {
         compaction_interval: Duration::from_secs(args.datastore_compact_interval.max(1)),
         retain_revisions: args.datastore_retain_revisions.max(1),
-        ..StoreConfig::new(server_dir.join("db").join("state.db"))
+        ..StoreConfig::new(db_path)
     })
     .await
     .context("opening the datastore")?;
@@ -120,24 +133,58 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
     })
     .context("preparing authentication")?;
     let api = ApiServer::new(
-        store,
+        ObjectStore::new(store, transformer),
         ApiConfig {
             service_cidr,
             node_port_range: parse_port_range(&args.service_node_port_range)?,
             authn: Arc::new(authenticator),
         },
     );
-    let router = api.router();
-    tokio::spawn(apiserver::authz::sync_policy(
-        api.store.clone(),
-        api.authorizer.clone(),
-    ));
+    apiserver::audit::configure(
+        &api,
+        args.audit_log_path.as_deref(),
+        args.audit_policy_file.as_deref(),
+    )
+    .context("setting up the audit log")?;
     let listener =
         Listener::bind(SocketAddr::new(args.bind_address, args.https_listen_port)).await?;
     let addr = listener
         .local_addr()
         .context("reading the listener's address")?;
-    let tls_config = tls::server_config(&pki).context("building the TLS configuration")?;
+    let mode = parse_kubeconfig_mode(&args.write_kubeconfig_mode)?;
+    let admin_kubeconfig = server_dir.join("cred").join("admin.kubeconfig");
+    let serving =
+        tls::ServingCert::new(pki.serving()).context("loading the serving certificate")?;
+    let tls_config =
+        tls::server_config_with(&pki, serving.clone()).context("building the TLS configuration")?;
+    let renewer = Arc::new(Renewer::new(
+        pki_config,
+        lifetimes,
+        &pki,
+        serving,
+        vec![
+            KubeconfigTarget {
+                path: admin_kubeconfig.clone(),
+                mode: 0o600,
+            },
+            KubeconfigTarget {
+                path: args.write_kubeconfig.clone(),
+                mode,
+            },
+        ],
+        addr.port(),
+    ));
+    // The skiff-specific admin endpoints sit behind the same authentication, audit and RBAC
+    // layers as the Kubernetes API (only system:masters may use them).
+    let router = api.router_with(
+        axum::Router::new()
+            .merge(rotation::router(api.clone(), encryption_files))
+            .merge(renewer.clone().router()),
+    );
+    tokio::spawn(apiserver::authz::sync_policy(
+        api.store.raw().clone(),
+        api.authorizer.clone(),
+    ));
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let serving = tokio::spawn(listener.serve(router.clone(), tls_config, async move {
         let _ = rx.wait_for(|v| *v).await;
@@ -162,9 +209,12 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
     );
     tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "API server ready");
 
+    tokio::spawn(renewer.run(
+        Duration::from_secs(args.certificate_check_interval_seconds.max(1)),
+        tx.subscribe(),
+    ));
+
     let kubeconfig = Kubeconfig::local_admin(&pki, addr.port());
-    let mode = parse_kubeconfig_mode(&args.write_kubeconfig_mode)?;
-    let admin_kubeconfig = server_dir.join("cred").join("admin.kubeconfig");
     write_kubeconfig(&admin_kubeconfig, &kubeconfig, 0o600)?;
     if let Err(e) = write_kubeconfig(&args.write_kubeconfig, &kubeconfig, mode) {
         tracing::warn!(path = %args.write_kubeconfig.display(), error = %e, "could not write the admin kubeconfig");
@@ -178,6 +228,38 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
         shutdown: tx,
         serving,
     })
+}
+
+/// The transformer for Secrets: from the encryption configuration when there is one; a new
+/// cluster with encryption on gets a fresh configuration first; otherwise plaintext.
+fn secrets_transformer(
+    files: &EncryptionFiles,
+    enabled: bool,
+    new_cluster: bool,
+) -> anyhow::Result<Transformer> {
+    let cfg = match EncryptionConfiguration::load(&files.config)? {
+        Some(cfg) => {
+            if !enabled {
+                tracing::warn!(path = %files.config.display(), "secrets encryption configuration exists; using it although --secrets-encryption=false (stored Secrets need it)");
+            }
+            cfg
+        }
+        None if enabled && new_cluster => {
+            let cfg = EncryptionConfiguration::generate();
+            cfg.save(&files.config)?;
+            tracing::info!(path = %files.config.display(), "secrets encryption enabled with a new key");
+            cfg
+        }
+        None => {
+            if enabled {
+                tracing::info!(
+                    "secrets encryption stays off: this cluster already has unencrypted data"
+                );
+            }
+            return Ok(Transformer::identity());
+        }
+    };
+    Ok(Transformer::from_config(&cfg)?)
 }
 
 fn hostname() -> String {

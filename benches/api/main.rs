@@ -319,7 +319,9 @@ async fn in_process_server(
         kubeconfig.as_os_str(),
     ] as [&std::ffi::OsStr; 13])
     .context("building server arguments")?;
-    let skiff::cli::Command::Server(args) = cli.command;
+    let skiff::cli::Command::Server(args) = cli.command else {
+        anyhow::bail!("the bench builds server arguments");
+    };
     let server = skiff::server::start(&args)
         .await
         .context("starting the in-process server")?;

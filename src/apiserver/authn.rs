@@ -16,6 +16,7 @@ use x509_parser::prelude::FromDer;
 
 use super::resources::{self, ResourceDef};
 use super::storage;
+use super::storage::ObjectStore;
 use crate::auth::UserIdentity;
 use crate::auth::authn::bootstrap::{self, BootstrapToken};
 use crate::auth::authn::claims::{
@@ -25,7 +26,6 @@ use crate::auth::authn::jwt::{self, JwtError, JwtSigner, JwtVerifier};
 use crate::auth::authn::token_file::{StaticTokens, TokenFileError};
 use crate::auth::pki::PkiError;
 use crate::auth::tls::{ClientChainVerifier, identity_from_peer};
-use crate::store::Store;
 
 /// The issuer (and default API audience) when `--service-account-issuer` is not given, as k3s.
 pub const DEFAULT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
@@ -214,7 +214,7 @@ fn core(plural: &str) -> Result<&'static ResourceDef, String> {
 
 /// One core/v1 object, or the error upstream's getter would report.
 async fn get_core(
-    store: &Store,
+    store: &ObjectStore,
     plural: &str,
     namespace: Option<&str>,
     name: &str,
@@ -287,7 +287,7 @@ impl Authenticator {
     /// Authenticates a request from its client certificate, then its bearer token.
     pub async fn authenticate(
         &self,
-        store: &Store,
+        store: &ObjectStore,
         headers: &HeaderMap,
         peer: Option<&PeerCertificates>,
     ) -> Outcome {
@@ -365,7 +365,7 @@ impl Authenticator {
     /// server's. `NoCredentials` means no authenticator recognised the token.
     pub async fn authenticate_token(
         &self,
-        store: &Store,
+        store: &ObjectStore,
         token: &str,
         requested: Option<&[String]>,
     ) -> Outcome {
@@ -416,7 +416,7 @@ impl Authenticator {
     /// Service-account JWTs; `None` when the token is not a JWT from a known issuer.
     async fn authenticate_jwt(
         &self,
-        store: &Store,
+        store: &ObjectStore,
         token: &str,
         requested: Option<&[String]>,
     ) -> Option<Result<Authenticated, String>> {
@@ -430,7 +430,7 @@ impl Authenticator {
 
     async fn verify_jwt(
         &self,
-        store: &Store,
+        store: &ObjectStore,
         token: &str,
         legacy: bool,
         requested: Option<&[String]>,
@@ -457,7 +457,7 @@ impl Authenticator {
     /// upstream's bound-token validator: times, then the live ServiceAccount and bound objects.
     async fn validate_bound(
         &self,
-        store: &Store,
+        store: &ObjectStore,
         public: &PublicClaims,
         claims: &serde_json::Map<String, Value>,
     ) -> Result<ServiceAccountInfo, String> {
@@ -550,7 +550,7 @@ impl Authenticator {
     /// ServiceAccount must exist with the claimed UID.
     async fn validate_legacy(
         &self,
-        store: &Store,
+        store: &ObjectStore,
         token: &str,
         public: &PublicClaims,
         claims: &serde_json::Map<String, Value>,
@@ -599,7 +599,7 @@ impl Authenticator {
     /// not recognised (the reason goes to the log only).
     async fn authenticate_bootstrap(
         &self,
-        store: &Store,
+        store: &ObjectStore,
         token: &str,
     ) -> Option<Result<UserIdentity, String>> {
         let token = BootstrapToken::parse(token)?;

@@ -7,11 +7,13 @@
 
 pub mod admission;
 pub mod apply;
+pub mod audit;
 pub mod authn;
 pub mod authz;
 pub mod bootstrap;
 pub mod codec;
 pub mod discovery;
+pub mod encryption;
 pub mod errors;
 pub mod field_errors;
 pub mod fields;
@@ -43,7 +45,6 @@ use serde_json::json;
 use tracing::Instrument;
 
 use crate::auth::UserIdentity;
-use crate::store::Store;
 use errors::ApiError;
 use handlers::Ctx;
 use request::{ApiPath, Query};
@@ -61,22 +62,25 @@ pub struct ApiConfig {
 
 /// The API server's shared state.
 pub struct ApiServer {
-    pub store: Store,
+    pub store: storage::ObjectStore,
     pub config: ApiConfig,
     /// The RBAC policy every request is checked against (kept current by `authz::sync_policy`).
     pub authorizer: Arc<authz::Authorizer>,
     ready: AtomicBool,
     allocations: tokio::sync::Mutex<()>,
+    /// The audit log, when `--audit-log-path` is set (see [`audit::configure`]).
+    audit: std::sync::OnceLock<audit::AuditLog>,
 }
 
 impl ApiServer {
-    pub fn new(store: Store, config: ApiConfig) -> Arc<ApiServer> {
+    pub fn new(store: impl Into<storage::ObjectStore>, config: ApiConfig) -> Arc<ApiServer> {
         Arc::new(ApiServer {
-            store,
+            store: store.into(),
             config,
             authorizer: authz::Authorizer::new(),
             ready: AtomicBool::new(false),
             allocations: tokio::sync::Mutex::new(()),
+            audit: std::sync::OnceLock::new(),
         })
     }
 
@@ -91,6 +95,12 @@ impl ApiServer {
 
     /// The whole API as one router.
     pub fn router(self: &Arc<Self>) -> Router {
+        self.router_with(Router::new())
+    }
+
+    /// The API plus `extra` routes (skiff's own admin endpoints), all behind authentication,
+    /// audit and authorization, in upstream's order: authenticate, audit, impersonate + authorize.
+    pub fn router_with(self: &Arc<Self>, extra: Router) -> Router {
         Router::new()
             .route("/version", get(version))
             .route("/healthz", get(health))
@@ -103,17 +113,19 @@ impl ApiServer {
             .route("/openapi/v3", get(openapi_v3_index))
             .route("/openapi/v3/{*path}", get(openapi_v3))
             .fallback(dispatch)
+            .with_state(self.clone())
+            .merge(extra)
             .layer(middleware::from_fn_with_state(
                 self.clone(),
                 authz::authorize,
             ))
+            .layer(middleware::from_fn_with_state(self.clone(), audit::record))
             .layer(middleware::from_fn_with_state(self.clone(), authenticate))
             .layer(
                 tower_http::compression::CompressionLayer::new()
                     .gzip(true)
                     .compress_when(GZIP_THRESHOLD),
             )
-            .with_state(self.clone())
     }
 }
 

@@ -98,6 +98,9 @@ impl Listener {
                         // sets it, from the chain below.
                         req.extensions_mut().remove::<UserIdentity>();
                         req.extensions_mut().insert(certs.clone());
+                        // The peer address, for the audit log's sourceIPs.
+                        req.extensions_mut()
+                            .insert(axum::extract::ConnectInfo(peer));
                         router.clone().oneshot(req.map(axum::body::Body::new))
                     },
                 );

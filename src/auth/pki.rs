@@ -25,11 +25,16 @@ use x509_parser::prelude::FromDer;
 mod der;
 mod files;
 mod inspect;
+mod leaf;
+pub mod renew;
 
 pub use der::DerError;
 pub(crate) use files::write_file_atomically;
-pub use inspect::days_until_expiry;
-use inspect::{SanKey, authority_key_id, cert_sans, key_matches, subject_key_id};
+#[cfg(test)]
+use inspect::cert_sans;
+pub use inspect::{CertSummary, days_until_expiry, summarize};
+use inspect::{SanKey, key_matches, subject_key_id};
+use leaf::{Renewal, ensure_leaf};
 
 /// CA that signs the API server's serving certificate (and later kubelet serving certificates).
 pub const SERVER_CA_CERT: &str = "server-ca.crt";
@@ -176,6 +181,31 @@ pub struct PkiConfig {
     pub node_name: String,
 }
 
+/// How long leaf certificates live and how early they are renewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// Validity of a newly issued leaf (365 days).
+    pub leaf: Duration,
+    /// A leaf expiring within this window is re-issued (90 days).
+    pub renew_before: Duration,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Lifetimes {
+            leaf: LEAF_VALIDITY,
+            renew_before: RENEW_BEFORE,
+        }
+    }
+}
+
+/// Whether stored leaves are kept when they still fit, or all re-issued (`certificate rotate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reissue {
+    WhenNeeded,
+    All,
+}
+
 /// A certificate chain and its private key, both PEM.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CertKeyPair {
@@ -253,6 +283,31 @@ impl Pki {
     }
 
     fn load_or_generate_at(cfg: &PkiConfig, now: SystemTime) -> Result<Pki, PkiError> {
+        Self::load_or_renew_at(cfg, &Lifetimes::default(), Reissue::WhenNeeded, now)
+    }
+
+    /// Like [`Pki::load_or_generate`] with explicit leaf lifetimes; with [`Reissue::All`] every
+    /// leaf is re-issued (same CA, same key) now. This is the one renewal path: start-up, the
+    /// background renewal and `certificate rotate` all go through it.
+    pub fn load_or_renew(
+        cfg: &PkiConfig,
+        lifetimes: &Lifetimes,
+        reissue: Reissue,
+    ) -> Result<Pki, PkiError> {
+        Self::load_or_renew_at(cfg, lifetimes, reissue, SystemTime::now())
+    }
+
+    fn load_or_renew_at(
+        cfg: &PkiConfig,
+        lifetimes: &Lifetimes,
+        reissue: Reissue,
+        now: SystemTime,
+    ) -> Result<Pki, PkiError> {
+        let renew = Renewal {
+            lifetimes: *lifetimes,
+            reissue,
+            now,
+        };
         let dir = cfg.tls_dir.as_path();
         ensure_dir(dir)?;
         let serving_sans = serving_sans(cfg)?;
@@ -279,7 +334,7 @@ impl Pki {
                 sans: serving_sans,
                 usage: ExtendedKeyUsagePurpose::ServerAuth,
             },
-            now,
+            &renew,
         )?;
         let admin = ensure_leaf(
             dir,
@@ -292,7 +347,7 @@ impl Pki {
                 sans: Vec::new(),
                 usage: ExtendedKeyUsagePurpose::ClientAuth,
             },
-            now,
+            &renew,
         )?;
         let auth_proxy = ensure_leaf(
             dir,
@@ -305,7 +360,7 @@ impl Pki {
                 sans: Vec::new(),
                 usage: ExtendedKeyUsagePurpose::ClientAuth,
             },
-            now,
+            &renew,
         )?;
 
         Ok(Pki {
@@ -664,113 +719,6 @@ fn issue_leaf(
     Ok(der::certificate_pem(&der))
 }
 
-/// Why a stored leaf must be re-issued, if it must.
-fn leaf_needs_reissue(
-    ca: &CertificateAuthority,
-    spec: &LeafSpec,
-    cert: &X509Certificate<'_>,
-    key: &KeyPair,
-    now: SystemTime,
-) -> Option<&'static str> {
-    if !key_matches(cert, key) {
-        return Some("key does not match certificate");
-    }
-    if cert.issuer().as_raw() != ca.subject_raw.as_slice()
-        || (ca.subject_key_id.is_some() && authority_key_id(cert) != ca.subject_key_id)
-    {
-        return Some("signed by another CA");
-    }
-    let renew_at =
-        unix_seconds(now).saturating_add(i64::try_from(RENEW_BEFORE.as_secs()).unwrap_or(i64::MAX));
-    if cert.validity().not_after.timestamp() <= renew_at {
-        return Some("expires soon");
-    }
-    let common_names: Vec<&str> = cert
-        .subject()
-        .iter_common_name()
-        .filter_map(|a| a.as_str().ok())
-        .collect();
-    if common_names.last() != Some(&spec.common_name.as_str()) {
-        return Some("common name changed");
-    }
-    let orgs: BTreeSet<&str> = cert
-        .subject()
-        .iter_organization()
-        .filter_map(|a| a.as_str().ok())
-        .collect();
-    let wanted_orgs: BTreeSet<&str> = spec.organizations.iter().map(String::as_str).collect();
-    if orgs != wanted_orgs {
-        return Some("organizations changed");
-    }
-    let present = cert_sans(cert);
-    if spec
-        .sans
-        .iter()
-        .any(|san| !present.contains(&SanKey::from(san)))
-    {
-        return Some("missing subject alternative name");
-    }
-    None
-}
-
-/// Loads a leaf certificate and key, re-issuing the certificate from `ca` when it is missing or
-/// no longer fits `spec`. The key is kept when it is still usable.
-fn ensure_leaf(
-    dir: &Path,
-    ca: &CertificateAuthority,
-    spec: &LeafSpec,
-    now: SystemTime,
-) -> Result<CertKeyPair, PkiError> {
-    let cert_path = dir.join(spec.cert_file);
-    let key_path = dir.join(spec.key_file);
-    let stored_key = match read_optional(&key_path)? {
-        Some(pem) => match KeyPair::from_pem(&pem) {
-            Ok(key) => Some((key, pem)),
-            Err(error) => {
-                tracing::warn!(path = %key_path.display(), %error, "replacing unreadable key");
-                None
-            }
-        },
-        None => None,
-    };
-
-    if let (Some((key, key_pem)), Some(cert_pem)) = (&stored_key, read_optional(&cert_path)?) {
-        let reason = match CertificateDer::from_pem_slice(cert_pem.as_bytes()) {
-            Ok(der) => match X509Certificate::from_der(&der) {
-                Ok((_, cert)) => leaf_needs_reissue(ca, spec, &cert, key, now),
-                Err(_) => Some("certificate does not parse"),
-            },
-            Err(_) => Some("certificate does not decode"),
-        };
-        match reason {
-            None => {
-                return Ok(CertKeyPair {
-                    cert_pem,
-                    key_pem: key_pem.clone(),
-                });
-            }
-            Some(reason) => {
-                tracing::info!(path = %cert_path.display(), reason, "re-issuing certificate");
-            }
-        }
-    }
-
-    let (key, key_pem) = match stored_key {
-        Some(pair) => pair,
-        None => {
-            let key = KeyPair::generate().map_err(|source| PkiError::GenerateKey { source })?;
-            let pem = key.serialize_pem();
-            write_file(&key_path, &pem, KEY_MODE)?;
-            (key, pem)
-        }
-    };
-    let leaf_pem = issue_leaf(ca, spec, &key, now, LEAF_VALIDITY)?;
-    let mut cert_pem = leaf_pem;
-    cert_pem.push_str(&ca.cert_pem);
-    write_file(&cert_path, &cert_pem, CERT_MODE)?;
-    Ok(CertKeyPair { cert_pem, key_pem })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -983,6 +931,86 @@ mod tests {
         assert_ne!(old.admin().cert_pem, now.admin().cert_pem);
         let days = days_until_expiry(&now.serving().cert_pem, SystemTime::now()).unwrap();
         assert!((363..=365).contains(&days), "{days}");
+    }
+
+    #[test]
+    fn renewal_follows_the_configured_lifetime_and_window() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(tmp.path());
+        let short = Lifetimes {
+            leaf: DAY,
+            renew_before: DAY - Duration::from_secs(60),
+        };
+        // (lifetimes for the second load, reissue mode, whether leaves change)
+        let cases = [
+            (short, Reissue::WhenNeeded, false),
+            (
+                Lifetimes {
+                    leaf: DAY,
+                    renew_before: DAY + Duration::from_secs(60),
+                },
+                Reissue::WhenNeeded,
+                true,
+            ),
+            (short, Reissue::All, true),
+        ];
+        for (i, (second, reissue, changes)) in cases.into_iter().enumerate() {
+            let first = Pki::load_or_renew(&cfg, &short, Reissue::All).unwrap();
+            let days = days_until_expiry(&first.serving().cert_pem, SystemTime::now()).unwrap();
+            assert!((0..=1).contains(&days), "case {i}: one-day leaf, {days}");
+            let again = Pki::load_or_renew(&cfg, &second, reissue).unwrap();
+            assert_eq!(
+                first.serving().cert_pem != again.serving().cert_pem,
+                changes,
+                "case {i}"
+            );
+            assert_eq!(
+                first.admin().cert_pem != again.admin().cert_pem,
+                changes,
+                "case {i}"
+            );
+            assert_eq!(
+                first.serving().key_pem,
+                again.serving().key_pem,
+                "case {i}: key kept"
+            );
+            assert_eq!(
+                first.server_ca_pem(),
+                again.server_ca_pem(),
+                "case {i}: CA kept"
+            );
+        }
+    }
+
+    #[test]
+    fn summaries_name_subject_usage_and_expiry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_generate(&config(tmp.path())).unwrap();
+        let cases = [
+            (
+                pki.serving().cert_pem.clone(),
+                "CN=kube-apiserver",
+                vec!["ServerAuth"],
+            ),
+            (
+                pki.admin().cert_pem.clone(),
+                "CN=system:admin",
+                vec!["ClientAuth"],
+            ),
+            (
+                pki.server_ca_pem().to_owned(),
+                "CN=skiff-server-ca@",
+                vec!["CA"],
+            ),
+        ];
+        for (pem, subject, usages) in cases {
+            let s = summarize(&pem).unwrap();
+            assert!(s.subject.contains(subject), "{s:?}");
+            assert_eq!(s.usages, usages, "{s:?}");
+            assert!(s.not_after > s.not_before, "{s:?}");
+            assert!(!s.serial.is_empty());
+        }
+        assert_eq!(summarize("garbage"), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! chains, and the identity a verified client certificate carries. Always uses the ring provider
 //! explicitly; never installs or relies on a process-wide default provider.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::client::ClientConfig;
 use rustls::client::danger::HandshakeSignatureValid;
@@ -10,14 +10,15 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ServerConfig, WebPkiClientVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use sha2::{Digest, Sha256};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
 use super::UserIdentity;
-use super::pki::{Pki, PkiError};
+use super::pki::{CertKeyPair, Pki, PkiError};
 
 /// ALPN protocols the API server offers, preferred first.
 pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -51,17 +52,76 @@ fn roots_from_pem(what: &'static str, pem: &str) -> Result<RootCertStore, PkiErr
     Ok(roots)
 }
 
-/// The API server's TLS configuration: the serving chain, ALPN `h2` then `http/1.1`, and
-/// optional client authentication. A connection without a client certificate is accepted
-/// (anonymous requests reach health and version endpoints), and so is a certificate from any
-/// issuer as long as the client proves it holds the key: the chain is verified per request by
-/// the authenticator ([`ClientChainVerifier`]), so that a foreign or expired certificate gets a
-/// 401 Status instead of a failed handshake, as upstream.
+/// The API server's serving certificate, replaceable while the listener runs: each new handshake
+/// gets the certificate in force at that moment; open connections keep the one they started with.
+pub struct ServingCert {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl std::fmt::Debug for ServingCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServingCert").finish_non_exhaustive()
+    }
+}
+
+fn certified_key(pair: &CertKeyPair) -> Result<Arc<CertifiedKey>, PkiError> {
+    let chain = certs_from_pem("serving certificate", &pair.cert_pem)?;
+    let key = key_from_pem("serving key", &pair.key_pem)?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|source| PkiError::TlsConfig {
+            side: "server",
+            source,
+        })?;
+    Ok(Arc::new(CertifiedKey::new(chain, signing)))
+}
+
+impl ServingCert {
+    pub fn new(pair: &CertKeyPair) -> Result<Arc<ServingCert>, PkiError> {
+        Ok(Arc::new(ServingCert {
+            current: RwLock::new(certified_key(pair)?),
+        }))
+    }
+
+    /// Serves `pair` to every handshake from now on.
+    pub fn replace(&self, pair: &CertKeyPair) -> Result<(), PkiError> {
+        let next = certified_key(pair)?;
+        match self.current.write() {
+            Ok(mut g) => *g = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+        Ok(())
+    }
+}
+
+impl ResolvesServerCert for ServingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        match self.current.read() {
+            Ok(g) => Some(g.clone()),
+            Err(poisoned) => Some(poisoned.into_inner().clone()),
+        }
+    }
+}
+
+/// The API server's TLS configuration with a fixed serving certificate (see
+/// [`server_config_with`]).
 pub fn server_config(pki: &Pki) -> Result<Arc<ServerConfig>, PkiError> {
+    server_config_with(pki, ServingCert::new(pki.serving())?)
+}
+
+/// The API server's TLS configuration: the serving certificate from `serving` (hot-swappable),
+/// ALPN `h2` then `http/1.1`, and optional client authentication. A connection without a client
+/// certificate is accepted (anonymous requests reach health and version endpoints), and so is a
+/// certificate from any issuer as long as the client proves it holds the key: the chain is
+/// verified per request by the authenticator ([`ClientChainVerifier`]), so that a foreign or
+/// expired certificate gets a 401 Status instead of a failed handshake, as upstream.
+pub fn server_config_with(
+    pki: &Pki,
+    serving: Arc<ServingCert>,
+) -> Result<Arc<ServerConfig>, PkiError> {
     let provider = provider();
     let verifier = Arc::new(PossessionOnlyVerifier::new(pki.client_ca_pem(), &provider)?);
-    let chain = certs_from_pem("serving certificate", &pki.serving().cert_pem)?;
-    let key = key_from_pem("serving key", &pki.serving().key_pem)?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|source| PkiError::TlsConfig {
@@ -69,11 +129,7 @@ pub fn server_config(pki: &Pki) -> Result<Arc<ServerConfig>, PkiError> {
             source,
         })?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|source| PkiError::TlsConfig {
-            side: "server",
-            source,
-        })?;
+        .with_cert_resolver(serving);
     config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
@@ -349,6 +405,75 @@ mod tests {
             groups: groups.iter().map(|g| (*g).to_owned()).collect(),
             extra: Default::default(),
         })
+    }
+
+    /// A TLS connection that echoes; returns the client stream and the serving leaf it saw.
+    async fn connect_echo(
+        server: Arc<ServerConfig>,
+        client: Arc<ClientConfig>,
+    ) -> (
+        tokio_rustls::client::TlsStream<tokio::io::DuplexStream>,
+        Vec<u8>,
+    ) {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let acceptor = TlsAcceptor::from(server);
+        tokio::spawn(async move {
+            let mut stream = acceptor.accept(server_io).await.unwrap();
+            let mut buf = [0u8; 4];
+            while stream.read_exact(&mut buf).await.is_ok() {
+                stream.write_all(&buf).await.unwrap();
+                stream.flush().await.unwrap();
+            }
+        });
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let stream = TlsConnector::from(client)
+            .connect(name, client_io)
+            .await
+            .unwrap();
+        let leaf = stream.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+        (stream, leaf)
+    }
+
+    async fn echo(stream: &mut tokio_rustls::client::TlsStream<tokio::io::DuplexStream>) {
+        stream.write_all(b"ping").await.unwrap();
+        stream.flush().await.unwrap();
+        let mut buf = [0u8; 4];
+        stream.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+    }
+
+    #[tokio::test]
+    async fn replaced_serving_cert_reaches_new_handshakes_and_open_connections_keep_working() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = pki(tmp.path());
+        let serving = ServingCert::new(first.serving()).unwrap();
+        let server = server_config_with(&first, serving.clone()).unwrap();
+        let client = anonymous_client_config(first.server_ca_pem()).unwrap();
+
+        let (mut old_conn, old_leaf) = connect_echo(server.clone(), client.clone()).await;
+        let renewed = crate::auth::pki::Pki::load_or_renew(
+            &crate::auth::pki::PkiConfig {
+                tls_dir: tmp.path().join("tls"),
+                sans: vec![],
+                node_addresses: vec![],
+                service_ip: IpAddr::V4(Ipv4Addr::new(10, 43, 0, 1)),
+                node_name: "node-a".into(),
+            },
+            &crate::auth::pki::Lifetimes::default(),
+            crate::auth::pki::Reissue::All,
+        )
+        .unwrap();
+        serving.replace(renewed.serving()).unwrap();
+
+        let (mut new_conn, new_leaf) = connect_echo(server, client).await;
+        assert_ne!(old_leaf, new_leaf);
+        let renewed_der = rustls::pki_types::CertificateDer::from_pem_slice(
+            renewed.serving().cert_pem.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(new_leaf, renewed_der.to_vec());
+        echo(&mut old_conn).await;
+        echo(&mut new_conn).await;
     }
 
     #[tokio::test]

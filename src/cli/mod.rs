@@ -21,10 +21,79 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the control plane (and, unless --disable-agent, the node agent).
     Server(ServerArgs),
+    /// Control secrets encryption at rest on the running server.
+    SecretsEncrypt(SecretsEncryptArgs),
+    /// Check or rotate the cluster's certificates.
+    Certificate(CertificateArgs),
+}
+
+/// `skiff secrets-encrypt`: talks to the running server through the admin kubeconfig.
+#[derive(Debug, Clone, Args)]
+pub struct SecretsEncryptArgs {
+    #[command(subcommand)]
+    pub action: SecretsEncryptAction,
+
+    /// (data) Folder holding the server's state.
+    #[arg(
+        long,
+        short = 'd',
+        global = true,
+        env = "SKIFF_DATA_DIR",
+        default_value = "/var/lib/skiff"
+    )]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum SecretsEncryptAction {
+    /// Print whether encryption is on, the keys and the rotation stage.
+    Status,
+    /// Add a new primary key (old keys stay for reading).
+    Rotate,
+    /// Rewrite every Secret with the primary key, then drop keys no longer used.
+    Reencrypt,
+}
+
+/// `skiff certificate`.
+#[derive(Debug, Clone, Args)]
+pub struct CertificateArgs {
+    #[command(subcommand)]
+    pub action: CertificateAction,
+
+    /// (data) Folder holding the server's state.
+    #[arg(
+        long,
+        short = 'd',
+        global = true,
+        env = "SKIFF_DATA_DIR",
+        default_value = "/var/lib/skiff"
+    )]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum CertificateAction {
+    /// Print every certificate with its expiry.
+    Check {
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value_t = CheckOutput::Table)]
+        output: CheckOutput,
+    },
+    /// Re-issue every leaf certificate now (on the running server when it is up; otherwise they
+    /// are re-issued on the next start).
+    Rotate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckOutput {
+    Table,
+    Text,
 }
 
 /// Flags of `skiff server`. Names follow k3s so a k3s config.yaml mostly works unchanged.
@@ -122,4 +191,35 @@ pub struct ServerArgs {
     /// (db) Seconds between compactions.
     #[arg(long, default_value_t = 300)]
     pub datastore_compact_interval: u64,
+
+    /// (security) Encrypt Secrets at rest; a new cluster gets a key (an existing unencrypted
+    /// cluster is left as it is).
+    #[arg(
+        long,
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub secrets_encryption: bool,
+
+    /// (audit) Write the audit log (JSON lines) to this file.
+    #[arg(long)]
+    pub audit_log_path: Option<PathBuf>,
+
+    /// (audit) Audit policy file (audit.k8s.io/v1 Policy, YAML or JSON).
+    #[arg(long)]
+    pub audit_policy_file: Option<PathBuf>,
+
+    /// (testing) Lifetime of newly issued leaf certificates, in seconds.
+    #[arg(long, hide = true, default_value_t = 365 * 24 * 3600)]
+    pub leaf_certificate_lifetime_seconds: u64,
+
+    /// (testing) Renew leaf certificates expiring within this many seconds.
+    #[arg(long, hide = true, default_value_t = 90 * 24 * 3600)]
+    pub certificate_renew_before_seconds: u64,
+
+    /// (testing) Seconds between certificate expiry checks.
+    #[arg(long, hide = true, default_value_t = 12 * 3600)]
+    pub certificate_check_interval_seconds: u64,
 }

@@ -70,135 +70,82 @@ mod tests {
 
     #[test]
     fn requests_map_to_upstream_request_info() {
-        let cases: &[(Method, &str, &str, &str, &str, &str, &str, &str)] = &[
-            // method, uri, verb, group, resource, sub, namespace, name
+        // method, uri, then the expected verb, group, resource, subresource, namespace, name
+        type Case = (Method, &'static str, [&'static str; 6]);
+        let cases: &[Case] = &[
             (
                 Method::GET,
                 "/api/v1/namespaces/dev/pods",
-                "list",
-                "",
-                "pods",
-                "",
-                "dev",
-                "",
+                ["list", "", "pods", "", "dev", ""],
             ),
             (
                 Method::GET,
                 "/api/v1/namespaces/dev/pods?watch=true",
-                "watch",
-                "",
-                "pods",
-                "",
-                "dev",
-                "",
+                ["watch", "", "pods", "", "dev", ""],
             ),
             (
                 Method::GET,
                 "/api/v1/watch/namespaces/dev/pods",
-                "watch",
-                "",
-                "pods",
-                "",
-                "dev",
-                "",
+                ["watch", "", "pods", "", "dev", ""],
             ),
             (
                 Method::GET,
                 "/api/v1/namespaces/dev/pods/x",
-                "get",
-                "",
-                "pods",
-                "",
-                "dev",
-                "x",
+                ["get", "", "pods", "", "dev", "x"],
             ),
             (
                 Method::GET,
                 "/api/v1/namespaces/dev/pods/x/log",
-                "get",
-                "",
-                "pods",
-                "log",
-                "dev",
-                "x",
+                ["get", "", "pods", "log", "dev", "x"],
             ),
             (
                 Method::DELETE,
                 "/api/v1/namespaces/dev/pods/x",
-                "delete",
-                "",
-                "pods",
-                "",
-                "dev",
-                "x",
+                ["delete", "", "pods", "", "dev", "x"],
             ),
             (
                 Method::DELETE,
                 "/api/v1/namespaces/dev/pods",
-                "deletecollection",
-                "",
-                "pods",
-                "",
-                "dev",
-                "",
+                ["deletecollection", "", "pods", "", "dev", ""],
             ),
             (
                 Method::PATCH,
                 "/apis/apps/v1/namespaces/a/deployments/d/scale",
-                "patch",
-                "apps",
-                "deployments",
-                "scale",
-                "a",
-                "d",
+                ["patch", "apps", "deployments", "scale", "a", "d"],
             ),
             (
                 Method::POST,
                 "/apis/apps/v1/namespaces/a/deployments",
-                "create",
-                "apps",
-                "deployments",
-                "",
-                "a",
-                "",
+                ["create", "apps", "deployments", "", "a", ""],
             ),
             (
                 Method::PUT,
                 "/api/v1/nodes/n1/status",
-                "update",
-                "",
-                "nodes",
-                "status",
-                "",
-                "n1",
+                ["update", "", "nodes", "status", "", "n1"],
             ),
             (
                 Method::GET,
                 "/api/v1/namespaces/dev",
-                "get",
-                "",
-                "namespaces",
-                "",
-                "dev",
-                "dev",
+                ["get", "", "namespaces", "", "dev", "dev"],
             ),
-            (Method::GET, "/api/v1/pods", "list", "", "pods", "", "", ""),
+            (
+                Method::GET,
+                "/api/v1/pods",
+                ["list", "", "pods", "", "", ""],
+            ),
         ];
-        for (m, uri, verb, group, resource, sub, ns, name) in cases {
+        for (m, uri, want) in cases {
             let a = attrs(m.clone(), uri);
             assert!(a.resource_request, "{uri}");
-            assert_eq!(
-                (
-                    a.verb.as_str(),
-                    a.api_group.as_str(),
-                    a.resource.as_str(),
-                    a.subresource.as_str(),
-                    a.namespace.as_str(),
-                    a.name.as_str()
-                ),
-                (*verb, *group, *resource, *sub, *ns, *name),
-                "{uri}"
-            );
+            let got = [
+                a.verb.as_str(),
+                a.api_group.as_str(),
+                a.resource.as_str(),
+                a.subresource.as_str(),
+                a.namespace.as_str(),
+                a.name.as_str(),
+            ];
+            assert_eq!(&got, want, "{uri}");
         }
     }
 

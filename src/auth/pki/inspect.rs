@@ -86,6 +86,46 @@ pub fn days_until_expiry(cert_pem: &str, now: SystemTime) -> Option<i64> {
     Some(seconds.div_euclid(i64::try_from(DAY.as_secs()).unwrap_or(86_400)))
 }
 
+/// What `certificate check` shows about one certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertSummary {
+    /// `CN=...,O=...` style subject, as x509 prints it.
+    pub subject: String,
+    /// Extended key usages (`ServerAuth`, `ClientAuth`) or `CA` for a CA certificate.
+    pub usages: Vec<String>,
+    /// Unix seconds.
+    pub not_before: i64,
+    /// Unix seconds.
+    pub not_after: i64,
+    /// Hex serial number.
+    pub serial: String,
+}
+
+/// Summarizes the first certificate of a PEM file; `None` when it does not parse.
+pub fn summarize(cert_pem: &str) -> Option<CertSummary> {
+    let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).ok()?;
+    let (_, cert) = X509Certificate::from_der(&der).ok()?;
+    let mut usages = Vec::new();
+    if cert.is_ca() {
+        usages.push("CA".to_owned());
+    }
+    if let Ok(Some(eku)) = cert.extended_key_usage() {
+        if eku.value.server_auth {
+            usages.push("ServerAuth".to_owned());
+        }
+        if eku.value.client_auth {
+            usages.push("ClientAuth".to_owned());
+        }
+    }
+    Some(CertSummary {
+        subject: cert.subject().to_string(),
+        usages,
+        not_before: cert.validity().not_before.timestamp(),
+        not_after: cert.validity().not_after.timestamp(),
+        serial: cert.raw_serial_as_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
