@@ -40,6 +40,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => skiff::server::run(args).await,
+            Command::Agent(args) => skiff::agent::run(args).await,
         }
     });
     match result {
