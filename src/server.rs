@@ -137,8 +137,9 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
         .await
         .context("creating the system namespaces and the kubernetes service")?;
     api.set_ready();
-    crate::controllers::spawn(
+    crate::controllers::spawn_with(
         crate::client::in_process(router, crate::controllers::identity()),
+        controllers_config(args),
         tx.subscribe(),
     );
     tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "API server ready");
@@ -159,6 +160,14 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
         shutdown: tx,
         serving,
     })
+}
+
+/// The controllers' settings from the (hidden, test-oriented) server flags.
+fn controllers_config(args: &ServerArgs) -> crate::controllers::Config {
+    let mut config = crate::controllers::Config::default();
+    config.node_lifecycle.grace_period = args.node_monitor_grace_period;
+    config.node_lifecycle.monitor_period = args.node_monitor_period;
+    config
 }
 
 fn hostname() -> String {

@@ -106,6 +106,15 @@ pub struct ServerArgs {
     /// (db) Seconds between compactions.
     #[arg(long, default_value_t = 300)]
     pub datastore_compact_interval: u64,
+
+    /// (controllers) Silence after which a node is marked Unknown (kube-controller-manager's
+    /// --node-monitor-grace-period); for tests.
+    #[arg(long, default_value = "40s", value_parser = parse_duration, hide = true)]
+    pub node_monitor_grace_period: std::time::Duration,
+
+    /// (controllers) How often node health is checked (--node-monitor-period); for tests.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, hide = true)]
+    pub node_monitor_period: std::time::Duration,
 }
 
 /// Flags of `skiff agent`. Names follow k3s where the feature is the same.

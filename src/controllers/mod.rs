@@ -7,6 +7,8 @@ pub mod garbage_collector;
 mod graph;
 mod monitors;
 pub mod namespace;
+pub mod node_lifecycle;
+pub mod pod_gc;
 mod queue;
 
 use std::time::Duration;
@@ -21,6 +23,8 @@ use crate::auth::UserIdentity;
 
 pub use garbage_collector::GarbageCollectorConfig;
 pub use namespace::NamespaceControllerConfig;
+pub use node_lifecycle::NodeLifecycleConfig;
+pub use pod_gc::PodGcConfig;
 
 /// Errors of the controllers' composition (each controller has its own error type as well).
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +33,10 @@ pub enum Error {
     GarbageCollector(#[from] garbage_collector::Error),
     #[error("namespace controller: {0}")]
     Namespace(#[from] namespace::Error),
+    #[error("node lifecycle controller: {0}")]
+    NodeLifecycle(#[from] node_lifecycle::Error),
+    #[error("pod garbage collector: {0}")]
+    PodGc(#[from] pod_gc::Error),
     #[error("controller task {name} panicked or was aborted: {source}")]
     Task {
         name: &'static str,
@@ -41,6 +49,8 @@ pub enum Error {
 pub struct Config {
     pub garbage_collector: GarbageCollectorConfig,
     pub namespace: NamespaceControllerConfig,
+    pub node_lifecycle: NodeLifecycleConfig,
+    pub pod_gc: PodGcConfig,
 }
 
 /// The identity the controllers act as, as upstream's kube-controller-manager does.
@@ -79,12 +89,25 @@ pub async fn run(
         shutdown.clone(),
     ));
     let ns = tokio::spawn(namespace::run(
-        client,
+        client.clone(),
         config.namespace,
         ns_rx,
         shutdown.clone(),
     ));
-    let (gc, ns) = tokio::join!(gc, ns);
+    let node_informers = node_lifecycle::NodeInformers::spawn(&client, &shutdown);
+    let lifecycle = tokio::spawn(node_lifecycle::run(
+        client.clone(),
+        config.node_lifecycle,
+        node_informers.clone(),
+        shutdown.clone(),
+    ));
+    let pod_gc = tokio::spawn(pod_gc::run(
+        client,
+        config.pod_gc,
+        node_informers,
+        shutdown.clone(),
+    ));
+    let (gc, ns, lifecycle, pod_gc) = tokio::join!(gc, ns, lifecycle, pod_gc);
     for handle in monitors {
         handle.abort();
     }
@@ -96,13 +119,30 @@ pub async fn run(
         name: "namespace",
         source,
     })??;
+    lifecycle.map_err(|source| Error::Task {
+        name: "node-lifecycle",
+        source,
+    })??;
+    pod_gc.map_err(|source| Error::Task {
+        name: "pod-gc",
+        source,
+    })??;
     Ok(())
 }
 
-/// Starts [`run`] on its own task, logging its outcome; for the composition root.
+/// Starts [`run`] with default settings on its own task; for the composition root.
 pub fn spawn(client: kube::Client, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    spawn_with(client, Config::default(), shutdown)
+}
+
+/// Starts [`run`] on its own task, logging its outcome; for the composition root.
+pub fn spawn_with(
+    client: kube::Client,
+    config: Config,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        match run(client, Config::default(), shutdown).await {
+        match run(client, config, shutdown).await {
             Ok(()) => tracing::info!("controllers stopped"),
             Err(e) => tracing::error!(error = %e, "controllers failed"),
         }
