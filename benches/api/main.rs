@@ -308,7 +308,9 @@ async fn in_process_watch(n: usize) -> anyhow::Result<InProcessWatch> {
         kubeconfig.as_os_str(),
     ] as [&std::ffi::OsStr; 13])
     .context("building server arguments")?;
-    let skiff::cli::Command::Server(args) = cli.command;
+    let skiff::cli::Command::Server(args) = cli.command else {
+        anyhow::bail!("expected the server subcommand");
+    };
     let server = skiff::server::start(&args)
         .await
         .context("starting the in-process server")?;
