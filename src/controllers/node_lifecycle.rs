@@ -523,13 +523,14 @@ struct Controller {
 }
 
 impl Controller {
+    /// Merge-patches the node (or its status) guarded by `rv`; returns the updated node.
     async fn patch_node(
         &self,
         name: &str,
         rv: Option<&str>,
         body: Value,
         status: bool,
-    ) -> Result<(), Error> {
+    ) -> Result<Node, Error> {
         let api: Api<Node> = Api::all(self.client.clone());
         let mut body = body;
         if let Some(rv) = rv {
@@ -542,7 +543,7 @@ impl Controller {
         } else {
             api.patch(name, &pp, &patch).await
         };
-        result.map(|_| ()).map_err(node_err(name))
+        result.map_err(node_err(name))
     }
 
     /// One pass of upstream's `monitorNodeHealth` plus the NoSchedule tainting pass.
@@ -574,11 +575,7 @@ impl Controller {
                 let body = json!({"status": {"conditions": conditions}});
                 let rv = node.metadata.resource_version.clone();
                 match self.patch_node(&name, rv.as_deref(), body, true).await {
-                    Ok(()) => {
-                        if let Some(s) = node.status.as_mut() {
-                            s.conditions = Some(conditions);
-                        }
-                    }
+                    Ok(updated) => node = updated,
                     Err(e) => {
                         tracing::warn!(error = %e, "marking node Unknown failed");
                         continue;
@@ -588,12 +585,12 @@ impl Controller {
             if let Some(taints) = retaint(&node, "NoSchedule", &wanted_no_schedule(&node), wall) {
                 let body = json!({"spec": {"taints": taints}});
                 let rv = node.metadata.resource_version.clone();
-                if let Err(e) = self.patch_node(&name, rv.as_deref(), body, false).await {
-                    tracing::warn!(error = %e, "updating NoSchedule taints failed");
-                    continue;
-                }
-                if let Some(spec) = node.spec.as_mut() {
-                    spec.taints = Some(taints);
+                match self.patch_node(&name, rv.as_deref(), body, false).await {
+                    Ok(updated) => node = updated,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "updating NoSchedule taints failed");
+                        continue;
+                    }
                 }
             }
             let counts = zones.entry(zone_key(&node)).or_default();
