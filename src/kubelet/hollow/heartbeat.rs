@@ -1,9 +1,10 @@
 //! Registration and heartbeats of all simulated nodes on one timer: each tick renews the Leases
 //! of one tenth of the nodes (so each is renewed once per interval, spread evenly), re-posts
-//! status when the report interval is due, and one shared node watch re-posts status at once
-//! when the node lifecycle controller marked a running node unhealthy.
+//! status when the report interval is due or when the shared node watch saw the API disagree
+//! with what the node would report (marked Unknown while it was stopped).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -57,7 +58,8 @@ pub(super) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
             .filter(|s| u64::from(s.node.index) % BUCKETS == bucket && !s.is_stopped())
             .map(|s| {
                 let report = (u64::from(s.node.index) / BUCKETS) % rounds_per_report
-                    == round % rounds_per_report;
+                    == round % rounds_per_report
+                    || s.needs_status.swap(false, Ordering::Relaxed);
                 (s.clone(), report)
             })
             .collect();
@@ -69,6 +71,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
                         tracing::warn!(error = %e, "lease renewal failed");
                     }
                     if report && let Err(e) = post_status(&shared, &slot, None).await {
+                        slot.needs_status.store(true, Ordering::Relaxed);
                         tracing::warn!(error = %e, "node status update failed");
                     }
                 }
@@ -216,9 +219,9 @@ async fn post_status(
     })
 }
 
-/// One watch over all Nodes: learns the nodes' UIDs and re-posts the status of a running node
-/// that the API shows unhealthy (the node lifecycle controller marked it Unknown while it was
-/// stopped), as the kubelet's next status sync would.
+/// One watch over all Nodes: learns the nodes' UIDs and flags for the next heartbeat the nodes
+/// the API shows unhealthy (the node lifecycle controller marked them Unknown while they were
+/// stopped), as the kubelet's status sync compares and re-posts every 10 s.
 pub(super) async fn watch_nodes(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let api: Api<Node> = Api::all(shared.client.clone());
     let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
@@ -247,21 +250,12 @@ pub(super) async fn watch_nodes(shared: Arc<Shared>, mut shutdown: watch::Receiv
             continue;
         };
         slot.set_uid(node.metadata.uid.clone());
-        if slot.is_stopped() || !*shared.registered.borrow() {
-            continue;
-        }
         let conditions = node
             .status
             .as_ref()
             .and_then(|s| serde_json::to_value(&s.conditions).ok());
-        if node::reports_healthy(conditions.as_ref()) {
-            continue;
+        if !node::reports_healthy(conditions.as_ref()) {
+            slot.needs_status.store(true, Ordering::Relaxed);
         }
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            if let Err(e) = post_status(&shared, &slot, conditions.as_ref()).await {
-                tracing::warn!(error = %e, "node status update failed");
-            }
-        });
     }
 }

@@ -130,6 +130,8 @@ pub(crate) struct NodeSlot {
     pub(crate) node: SimNode,
     pub(crate) client: kube::Client,
     pub(crate) stopped: AtomicBool,
+    /// The API shows a status this node would not report: re-post it with the next heartbeat.
+    pub(crate) needs_status: AtomicBool,
     pub(crate) uid: Mutex<Option<String>>,
     pub(crate) ips: Mutex<PodIps>,
 }
@@ -191,6 +193,7 @@ pub fn spawn(client: kube::Client, config: HollowConfig) -> HollowNodes {
                 node,
                 client: node_client,
                 stopped: AtomicBool::new(false),
+                needs_status: AtomicBool::new(false),
                 uid: Mutex::new(None),
             })
         })
@@ -256,6 +259,7 @@ impl HollowNodes {
         match self.shared.nodes.get(node_name) {
             Some(slot) => {
                 slot.stopped.store(false, Ordering::Relaxed);
+                slot.needs_status.store(true, Ordering::Relaxed);
                 self.shared.resync.notify_one();
                 tracing::info!(node = node_name, "simulated node resumed");
                 true
