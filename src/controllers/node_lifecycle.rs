@@ -329,12 +329,13 @@ pub fn wanted_no_schedule(node: &Node) -> Vec<&'static str> {
         .collect()
 }
 
-/// The NoExecute taint the Ready condition calls for.
+/// The NoExecute taint the Ready condition calls for (none before the node has one: a new
+/// node gets its startup grace period first, after which it is marked Unknown).
 pub fn wanted_no_execute(node: &Node) -> Option<&'static str> {
-    match ready_status(node) {
-        "False" => Some(TAINT_NOT_READY),
-        "True" => None,
-        _ => Some(TAINT_UNREACHABLE),
+    match condition(node, "Ready").map(|c| c.status.as_str()) {
+        Some("False") => Some(TAINT_NOT_READY),
+        Some("True") | None => None,
+        Some(_) => Some(TAINT_UNREACHABLE),
     }
 }
 
@@ -999,6 +1000,14 @@ mod tests {
         assert!(conds.iter().all(
             |c| c.status == "Unknown" && c.reason.as_deref() == Some("NodeStatusNeverUpdated")
         ));
+    }
+
+    #[test]
+    fn a_node_without_conditions_is_not_tainted_before_its_grace_period() {
+        let n = node(json!({}));
+        assert_eq!(wanted_no_execute(&n), None);
+        assert!(wanted_no_schedule(&n).is_empty());
+        assert_eq!(ready_status(&n), "Unknown");
     }
 
     #[test]
