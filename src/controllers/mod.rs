@@ -1,5 +1,6 @@
 //! The controllers `skiff server` runs after the API server is ready: the garbage collector and
-//! the namespace lifecycle controller, fed by one shared metadata watch per stored resource type.
+//! the namespace lifecycle controller, fed by one shared metadata watch per stored resource type,
+//! and the node lifecycle controller and pod GC, fed by shared Node, Pod and Lease caches.
 //! They reach the cluster only through a `kube::Client`; they never touch the store and never
 //! exit the process (errors are returned to the composition root).
 
