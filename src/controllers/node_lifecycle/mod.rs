@@ -6,22 +6,24 @@
 //! Works only through the client and shared watch caches; never writes the store.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher;
-use kube::runtime::{WatchStreamExt, reflector::store::Writer};
+use kube::runtime::reflector::ObjectRef;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::stopped;
+
+mod informers;
+mod taint_eviction;
+
+pub use informers::NodeInformers;
+pub use taint_eviction::{Eviction, eviction, tolerates};
 
 pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
 pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
@@ -94,108 +96,6 @@ pub enum Error {
         name: String,
         source: kube::Error,
     },
-}
-
-/// Watch caches of Nodes, Pods (reduced to what the node controllers read) and node Leases,
-/// shared by the node lifecycle controller and the pod garbage collector.
-#[derive(Clone)]
-pub struct NodeInformers {
-    pub nodes: Store<Node>,
-    pub pods: Store<Pod>,
-    pub leases: Store<Lease>,
-}
-
-/// Drops what no node controller reads, so thousands of cached pods stay small.
-fn slim_pod(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
-    pod.metadata.annotations = None;
-    if let Some(spec) = pod.spec.as_mut() {
-        spec.containers.clear();
-        spec.init_containers = None;
-        spec.ephemeral_containers = None;
-        spec.volumes = None;
-        spec.affinity = None;
-        spec.topology_spread_constraints = None;
-    }
-    if let Some(status) = pod.status.as_mut() {
-        status.container_statuses = None;
-        status.init_container_statuses = None;
-        status.ephemeral_container_statuses = None;
-    }
-}
-
-async fn reflect<K>(writer: Writer<K>, api: Api<K>, modify: fn(&mut K))
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(modify);
-    let stream = reflector::reflector(writer, stream);
-    let mut stream = std::pin::pin!(stream);
-    while let Some(event) = stream.next().await {
-        if let Err(e) = event {
-            tracing::warn!(kind = K::kind(&()).as_ref(), error = %e, "watch failed, retrying");
-        }
-    }
-}
-
-impl NodeInformers {
-    /// Starts the three watches; they end with `shutdown`.
-    pub fn spawn(client: &kube::Client, shutdown: &watch::Receiver<bool>) -> NodeInformers {
-        let (nodes, node_writer) = reflector::store();
-        let (pods, pod_writer) = reflector::store();
-        let (leases, lease_writer) = reflector::store();
-        let tasks: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> = vec![
-            Box::pin(reflect(
-                node_writer,
-                Api::<Node>::all(client.clone()),
-                |n| n.metadata.managed_fields = None,
-            )),
-            Box::pin(reflect(
-                pod_writer,
-                Api::<Pod>::all(client.clone()),
-                slim_pod,
-            )),
-            Box::pin(reflect(
-                lease_writer,
-                Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE),
-                |l| l.metadata.managed_fields = None,
-            )),
-        ];
-        for task in tasks {
-            let mut shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    () = task => {}
-                    () = stopped(&mut shutdown) => {}
-                }
-            });
-        }
-        NodeInformers {
-            nodes,
-            pods,
-            leases,
-        }
-    }
-
-    /// Resolves once all three caches hold a first full list.
-    pub async fn ready(&self) {
-        let _ = self.nodes.wait_until_ready().await;
-        let _ = self.pods.wait_until_ready().await;
-        let _ = self.leases.wait_until_ready().await;
-    }
-
-    pub(crate) fn pods_on(&self, node: &str) -> Vec<Arc<Pod>> {
-        self.pods
-            .state_filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
-    }
 }
 
 // ---- pure decisions ----
@@ -442,56 +342,6 @@ impl TokenBucket {
         } else {
             false
         }
-    }
-}
-
-/// Upstream `Toleration.ToleratesTaint`.
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = t.effect.as_deref().filter(|e| !e.is_empty())
-        && effect != taint.effect
-    {
-        return false;
-    }
-    if let Some(key) = t.key.as_deref().filter(|k| !k.is_empty())
-        && key != taint.key
-    {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        _ => false,
-    }
-}
-
-/// What the taint eviction manager does with a pod on a node with NoExecute `taints`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Eviction {
-    /// Every taint is tolerated for ever (or there is none).
-    Never,
-    Now,
-    /// Every taint is tolerated, the shortest for this long.
-    After(Duration),
-}
-
-/// Upstream's `getMatchingTolerations` + `getMinTolerationTime`.
-pub fn eviction(tolerations: &[Toleration], taints: &[&Taint]) -> Eviction {
-    if taints.is_empty() {
-        return Eviction::Never;
-    }
-    let mut min: Option<i64> = None;
-    for taint in taints {
-        let Some(used) = tolerations.iter().find(|t| tolerates(t, taint)) else {
-            return Eviction::Now;
-        };
-        if let Some(secs) = used.toleration_seconds {
-            min = Some(min.map_or(secs, |m| m.min(secs)));
-        }
-    }
-    match min {
-        None => Eviction::Never,
-        Some(s) if s <= 0 => Eviction::Now,
-        Some(s) => Eviction::After(Duration::from_secs(s as u64)),
     }
 }
 
@@ -1091,102 +941,5 @@ mod tests {
         assert!(b.try_take(0.1, t0 + Duration::from_secs(10)));
         let mut zero = TokenBucket::new(t0);
         assert!(!zero.try_take(0.0, t0));
-    }
-
-    fn tol(v: Value) -> Toleration {
-        serde_json::from_value(v).unwrap()
-    }
-
-    #[test]
-    fn eviction_follows_tolerations_and_the_shortest_toleration_seconds() {
-        let unreachable = taint(TAINT_UNREACHABLE, "NoExecute", None);
-        let not_ready = taint(TAINT_NOT_READY, "NoExecute", None);
-        let custom: Taint =
-            serde_json::from_value(json!({"key": "k", "value": "v", "effect": "NoExecute"}))
-                .unwrap();
-        let cases: Vec<(Vec<Toleration>, Vec<&Taint>, Eviction)> = vec![
-            (vec![], vec![], Eviction::Never),
-            (vec![], vec![&unreachable], Eviction::Now),
-            (
-                vec![tol(
-                    json!({"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5}),
-                )],
-                vec![&unreachable],
-                Eviction::After(Duration::from_secs(5)),
-            ),
-            (
-                vec![tol(
-                    json!({"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute"}),
-                )],
-                vec![&unreachable],
-                Eviction::Never,
-            ),
-            (
-                vec![tol(json!({"operator": "Exists"}))],
-                vec![&unreachable, &custom],
-                Eviction::Never,
-            ),
-            (
-                vec![tol(
-                    json!({"key": TAINT_UNREACHABLE, "operator": "Exists", "tolerationSeconds": 300}),
-                )],
-                vec![&unreachable, &not_ready],
-                Eviction::Now,
-            ),
-            (
-                vec![
-                    tol(
-                        json!({"key": "k", "operator": "Equal", "value": "v", "tolerationSeconds": 30}),
-                    ),
-                    tol(
-                        json!({"key": TAINT_UNREACHABLE, "operator": "Exists", "tolerationSeconds": 10}),
-                    ),
-                ],
-                vec![&custom, &unreachable],
-                Eviction::After(Duration::from_secs(10)),
-            ),
-            (
-                vec![tol(json!({"key": "k", "value": "wrong"}))],
-                vec![&custom],
-                Eviction::Now,
-            ),
-            (
-                vec![tol(
-                    json!({"key": "k", "value": "v", "effect": "NoSchedule"}),
-                )],
-                vec![&custom],
-                Eviction::Now,
-            ),
-            (
-                vec![tol(
-                    json!({"key": "k", "value": "v", "tolerationSeconds": -3}),
-                )],
-                vec![&custom],
-                Eviction::Now,
-            ),
-        ];
-        for (i, (tols, taints, want)) in cases.into_iter().enumerate() {
-            assert_eq!(eviction(&tols, &taints), want, "case {i}");
-        }
-    }
-
-    #[test]
-    fn slim_pods_keep_what_the_node_controllers_read() {
-        let mut pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "p", "annotations": {"a": "b"}},
-            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "x"}],
-                     "tolerations": [{"operator": "Exists"}]},
-            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
-                       "containerStatuses": [{"name": "c", "image": "x", "imageID": "", "ready": true, "restartCount": 0}]},
-        })).unwrap();
-        slim_pod(&mut pod);
-        let spec = pod.spec.as_ref().unwrap();
-        assert_eq!(spec.node_name.as_deref(), Some("n1"));
-        assert_eq!(spec.tolerations.as_ref().unwrap().len(), 1);
-        assert!(spec.containers.is_empty());
-        assert!(pod.metadata.annotations.is_none());
-        let status = pod.status.as_ref().unwrap();
-        assert_eq!(status.conditions.as_ref().unwrap().len(), 1);
-        assert!(status.container_statuses.is_none());
     }
 }
