@@ -1,9 +1,11 @@
 //! Skiff: a lightweight Kubernetes distribution in one executable.
 
+pub mod agent;
 pub mod apiserver;
 pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod controllers;
+pub mod kubelet;
 pub mod server;
 pub mod store;

@@ -46,6 +46,7 @@ fn main() -> std::process::ExitCode {
             Command::Server(args) => skiff::server::run(args).await,
             Command::SecretsEncrypt(args) => secrets_encrypt::run(args).await,
             Command::Certificate(args) => certificate::run(args).await,
+            Command::Agent(args) => skiff::agent::run(args).await,
         }
     });
     match result {

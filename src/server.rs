@@ -195,16 +195,13 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
         .await
         .context("creating the system namespaces and the kubernetes service")?;
     api.authorizer.wait_synced().await;
+    apiserver::authz::resync(api.store.raw(), &api.authorizer)
+        .await
+        .context("reading the RBAC policy")?;
     api.set_ready();
     crate::controllers::spawn(
         crate::client::InProcess::new(router),
-        crate::controllers::Config {
-            root_ca: crate::controllers::RootCaPublisherConfig {
-                ca_pem: pki.server_ca_pem().to_owned(),
-                ..Default::default()
-            },
-            ..Default::default()
-        },
+        controllers_config(args, pki.server_ca_pem()),
         tx.subscribe(),
     );
     tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "API server ready");
@@ -260,6 +257,15 @@ fn secrets_transformer(
         }
     };
     Ok(Transformer::from_config(&cfg)?)
+}
+
+/// The controllers' settings from the (hidden, test-oriented) server flags.
+fn controllers_config(args: &ServerArgs, server_ca_pem: &str) -> crate::controllers::Config {
+    let mut config = crate::controllers::Config::default();
+    config.root_ca.ca_pem = server_ca_pem.to_owned();
+    config.node_lifecycle.grace_period = args.node_monitor_grace_period;
+    config.node_lifecycle.monitor_period = args.node_monitor_period;
+    config
 }
 
 fn hostname() -> String {

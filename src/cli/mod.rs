@@ -27,6 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the control plane (and, unless --disable-agent, the node agent).
     Server(ServerArgs),
+    /// Run a node agent against a server (for now: simulated nodes, `--simulate N`).
+    Agent(AgentArgs),
     /// Control secrets encryption at rest on the running server.
     SecretsEncrypt(SecretsEncryptArgs),
     /// Check or rotate the cluster's certificates.
@@ -222,4 +224,86 @@ pub struct ServerArgs {
     /// (testing) Seconds between certificate expiry checks.
     #[arg(long, hide = true, default_value_t = 12 * 3600)]
     pub certificate_check_interval_seconds: u64,
+    /// (controllers) Silence after which a node is marked Unknown (kube-controller-manager's
+    /// --node-monitor-grace-period); for tests.
+    #[arg(long, default_value = "40s", value_parser = parse_duration, hide = true)]
+    pub node_monitor_grace_period: std::time::Duration,
+
+    /// (controllers) How often node health is checked (--node-monitor-period); for tests.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, hide = true)]
+    pub node_monitor_period: std::time::Duration,
+}
+
+/// Flags of `skiff agent`. Names follow k3s where the feature is the same.
+#[derive(Debug, Clone, Args)]
+pub struct AgentArgs {
+    /// (config) Load configuration from FILE; keys are the long flag names.
+    #[arg(
+        long,
+        short = 'c',
+        env = "SKIFF_CONFIG_FILE",
+        default_value = "/etc/skiff/config.yaml"
+    )]
+    pub config: PathBuf,
+
+    /// (cluster) Kubeconfig to reach the server with (the admin kubeconfig works).
+    #[arg(long, env = "SKIFF_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// (simulation) Register this many simulated (hollow) nodes instead of a real kubelet.
+    #[arg(long, value_name = "N")]
+    pub simulate: Option<u32>,
+
+    /// (simulation) Simulated node names are PREFIX0 .. PREFIX(N-1).
+    #[arg(long, default_value = "sim-")]
+    pub node_name_prefix: String,
+
+    /// (simulation) CPU capacity of each simulated node.
+    #[arg(long, default_value = "4")]
+    pub sim_cpu: String,
+
+    /// (simulation) Memory capacity of each simulated node.
+    #[arg(long, default_value = "16Gi")]
+    pub sim_memory: String,
+
+    /// (simulation) Pod capacity of each simulated node.
+    #[arg(long, default_value_t = 110)]
+    pub sim_pods: u32,
+
+    /// (simulation) Ephemeral storage capacity of each simulated node.
+    #[arg(long, default_value = "100Gi")]
+    pub sim_ephemeral_storage: String,
+
+    /// (simulation) How long a bound pod takes to become Running, e.g. 1s or 500ms.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub sim_ready_delay: std::time::Duration,
+
+    /// (simulation) How long containers of Job-style pods run unless the pod's
+    /// `skiff.io/simulate-run-seconds` annotation says otherwise.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub sim_run_time: std::time::Duration,
+
+    /// (simulation) Lease renewal period of simulated nodes.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, hide = true)]
+    pub sim_lease_interval: std::time::Duration,
+
+    /// (agent/node) Registering and starting kubelet with set of labels (key=value).
+    #[arg(long)]
+    pub node_label: Vec<String>,
+
+    /// (agent/node) Registering kubelet with set of taints (key=value:Effect).
+    #[arg(long)]
+    pub node_taint: Vec<String>,
+}
+
+/// Parses `1s`, `500ms`, `2m 30s` (friendly durations) or plain seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    if let Ok(secs) = s.trim().parse::<f64>() {
+        return std::time::Duration::try_from_secs_f64(secs).map_err(|e| e.to_string());
+    }
+    let d: jiff::SignedDuration = s
+        .trim()
+        .parse()
+        .map_err(|e| format!("{s:?} is not a duration such as 1s or 500ms: {e}"))?;
+    std::time::Duration::try_from(d).map_err(|e| format!("{s:?}: {e}"))
 }

@@ -1,7 +1,8 @@
 //! The controllers `skiff server` runs after the API server is ready: the garbage collector, the
-//! namespace lifecycle controller, the service-account controller and the root-CA publisher, fed
-//! by one shared metadata watch per stored resource type, and the ClusterRole aggregation
-//! controller.
+//! namespace lifecycle controller, the service-account controller, the root-CA publisher and the
+//! quota controller, fed by one shared metadata watch per stored resource type; the ClusterRole
+//! aggregation controller; and the node lifecycle controller and pod GC, fed by shared Node, Pod
+//! and Lease caches.
 //! They reach the cluster only through a `kube::Client`; they never touch the store and never
 //! exit the process (errors are returned to the composition root).
 
@@ -10,6 +11,8 @@ pub mod garbage_collector;
 mod graph;
 mod monitors;
 pub mod namespace;
+pub mod node_lifecycle;
+pub mod pod_gc;
 mod queue;
 pub mod resource_quota;
 pub mod root_ca;
@@ -29,6 +32,8 @@ use crate::client::InProcess;
 pub use clusterrole_aggregation::ClusterRoleAggregationConfig;
 pub use garbage_collector::GarbageCollectorConfig;
 pub use namespace::NamespaceControllerConfig;
+pub use node_lifecycle::NodeLifecycleConfig;
+pub use pod_gc::PodGcConfig;
 pub use resource_quota::ResourceQuotaControllerConfig;
 pub use root_ca::RootCaPublisherConfig;
 pub use service_account::ServiceAccountControllerConfig;
@@ -48,6 +53,10 @@ pub enum Error {
     RootCa(#[from] root_ca::Error),
     #[error("resource quota controller: {0}")]
     ResourceQuota(#[from] resource_quota::Error),
+    #[error("node lifecycle controller: {0}")]
+    NodeLifecycle(#[from] node_lifecycle::Error),
+    #[error("pod garbage collector: {0}")]
+    PodGc(#[from] pod_gc::Error),
     #[error("controller task {name} panicked or was aborted: {source}")]
     Task {
         name: &'static str,
@@ -64,6 +73,8 @@ pub struct Config {
     pub service_account: ServiceAccountControllerConfig,
     pub root_ca: RootCaPublisherConfig,
     pub resource_quota: ResourceQuotaControllerConfig,
+    pub node_lifecycle: NodeLifecycleConfig,
+    pub pod_gc: PodGcConfig,
 }
 
 /// The identity the controllers act as, as upstream's kube-controller-manager does.
@@ -145,6 +156,26 @@ pub async fn run(
             clients.controller("resourcequota-controller"),
             config.resource_quota,
             rq_rx,
+            shutdown.clone(),
+        ),
+    );
+    let node_informers =
+        node_lifecycle::NodeInformers::spawn(&clients.client(identity()), &shutdown);
+    tasks.spawn(
+        "node-lifecycle",
+        node_lifecycle::run(
+            clients.controller("node-controller"),
+            config.node_lifecycle,
+            node_informers.clone(),
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "pod-gc",
+        pod_gc::run(
+            clients.controller("pod-garbage-collector"),
+            config.pod_gc,
+            node_informers,
             shutdown.clone(),
         ),
     );

@@ -23,7 +23,7 @@ use crate::auth::UserIdentity;
 use crate::auth::rbac::{self, Decision, PolicyIndex, RequestAttributes, UserRules};
 
 pub use attributes::{attributes_for, resource_attributes};
-pub use sync::sync_policy;
+pub use sync::{resync, sync_policy};
 
 /// The RBAC policy as the API server currently knows it.
 pub struct Authorizer {
@@ -229,5 +229,29 @@ mod tests {
             forbidden(&nr, "").to_string(),
             "forbidden: User \"alice\" cannot get path \"/metrics\""
         );
+    }
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+
+    #[test]
+    fn default_policy_lets_nodes_read_nodes() {
+        let policy = crate::auth::rbac::bootstrap::policy().unwrap();
+        let mut index = PolicyIndex::default();
+        for r in &policy.cluster_roles {
+            index.upsert_cluster_role(r);
+        }
+        for b in &policy.cluster_role_bindings {
+            index.upsert_cluster_role_binding(b);
+        }
+        let node = UserIdentity {
+            name: "system:node:sim-0".into(),
+            groups: vec!["system:nodes".into(), "system:authenticated".into()],
+            ..Default::default()
+        };
+        let a = RequestAttributes::resource(node, "get", "", "", "nodes", "", "sim-0");
+        assert_eq!(index.authorize(&a), Decision::Allow);
     }
 }

@@ -53,6 +53,14 @@ pub async fn sync_policy(store: Store, authz: Arc<Authorizer>) {
     }
 }
 
+/// Replaces the index with the policy as stored now. The composition root calls it after writing
+/// the bootstrap policy, so that nothing started afterwards races the watches' delivery.
+pub async fn resync(store: &Store, authz: &Authorizer) -> Result<(), StoreError> {
+    let (index, _) = list_all(store).await?;
+    authz.replace(index);
+    Ok(())
+}
+
 async fn list_all(store: &Store) -> Result<(PolicyIndex, Revision), StoreError> {
     let mut index = PolicyIndex::default();
     let mut at: Option<Revision> = None;
