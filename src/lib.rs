@@ -5,5 +5,6 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod controllers;
+pub mod scheduler;
 pub mod server;
 pub mod store;

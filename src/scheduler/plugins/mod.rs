@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn feasible_nodes_to_find_is_adaptive_as_upstream() {
-        let cases = [(0, 50, 50), (0, 100, 100), (0, 1000, 420), (0, 5000, 250), (0, 10000, 500), (30, 1000, 300), (10, 500, 100)];
+        let cases = [(0, 50, 50), (0, 100, 100), (0, 1000, 420), (0, 5000, 500), (0, 10000, 500), (30, 1000, 300), (10, 500, 100)];
         for (pct, all, want) in cases {
             assert_eq!(num_feasible_nodes_to_find(pct, all), want, "{pct} {all}");
         }
