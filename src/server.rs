@@ -138,7 +138,12 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
         .context("creating the system namespaces and the kubernetes service")?;
     api.set_ready();
     crate::controllers::spawn(
-        crate::client::in_process(router, crate::controllers::identity()),
+        crate::client::in_process(router.clone(), crate::controllers::identity()),
+        tx.subscribe(),
+    );
+    crate::scheduler::spawn(
+        crate::client::in_process(router, crate::scheduler::identity()),
+        crate::scheduler::Config::default(),
         tx.subscribe(),
     );
     tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "API server ready");

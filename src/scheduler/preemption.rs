@@ -5,9 +5,7 @@
 
 use std::sync::Arc;
 
-use super::plugins::{
-    Code, CycleState, Diagnosis, FitError, Rejection, filter_with_nominated,
-};
+use super::plugins::{Code, CycleState, Diagnosis, FitError, Rejection, filter_with_nominated};
 use super::snapshot::{PodInfo, Snapshot, selector_matches};
 
 pub const REASON_NOT_HELPFUL: &str = "Preemption is not helpful for scheduling";
@@ -24,9 +22,7 @@ pub struct Candidate {
 
 /// Upstream's `MoreImportantPod`: higher priority, then earlier start.
 fn more_important(a: &PodInfo, b: &PodInfo) -> std::cmp::Ordering {
-    b.priority
-        .cmp(&a.priority)
-        .then(a.started.cmp(&b.started))
+    b.priority.cmp(&a.priority).then(a.started.cmp(&b.started))
 }
 
 /// Splits `pods` into those whose eviction would violate a PodDisruptionBudget and the rest.
@@ -155,7 +151,9 @@ pub fn preempt(pod: &PodInfo, snap: &Snapshot, diagnosis: &Diagnosis) -> Result<
         && diagnosis.status(&pod.nominated_node).map(|s| s.code)
             != Some(Code::UnschedulableAndUnresolvable)
         && let Some(n) = snap.nodes.get(&pod.nominated_node)
-        && n.pods.iter().any(|p| p.priority < pod.priority && p.terminating)
+        && n.pods
+            .iter()
+            .any(|p| p.priority < pod.priority && p.terminating)
     {
         return Err(
             "preemption: not eligible due to a terminating pod on the nominated node.".into(),
@@ -201,8 +199,10 @@ mod tests {
     use serde_json::json;
 
     fn prio(name: &str, priority: i32, cpu: &str) -> PodInfo {
-        pod(json!({"metadata": {"name": name, "labels": {"app": name}}, "spec": {"priority": priority, "containers": [
-            {"name": "c", "resources": {"requests": {"cpu": cpu}}}]}}))
+        pod(
+            json!({"metadata": {"name": name, "labels": {"app": name}}, "spec": {"priority": priority, "containers": [
+            {"name": "c", "resources": {"requests": {"cpu": cpu}}}]}}),
+        )
     }
 
     fn run(s: &Snapshot, p: &PodInfo) -> Result<Candidate, String> {
@@ -224,14 +224,22 @@ mod tests {
         assert_eq!(names, vec!["d"]);
         let two = prio("two", 1000, "2");
         let c = run(&s, &two).unwrap();
-        assert_eq!(c.node, "n1", "n2 holds a priority-100 pod, n1 only lower ones");
+        assert_eq!(
+            c.node, "n1",
+            "n2 holds a priority-100 pod, n1 only lower ones"
+        );
         assert_eq!(c.victims.len(), 2);
     }
 
     #[test]
     fn preemption_explains_why_it_cannot_help() {
-        let mut s = snapshot(&[node("n1", "2", "4Gi"), node("n2", "1", "4Gi"), node("n3", "2", "4Gi")]);
-        s.nodes.get_mut("n3").unwrap().taints = serde_json::from_value(json!([{"key": "k", "effect": "NoSchedule"}])).unwrap();
+        let mut s = snapshot(&[
+            node("n1", "2", "4Gi"),
+            node("n2", "1", "4Gi"),
+            node("n3", "2", "4Gi"),
+        ]);
+        s.nodes.get_mut("n3").unwrap().taints =
+            serde_json::from_value(json!([{"key": "k", "effect": "NoSchedule"}])).unwrap();
         place(&mut s, "n1", prio("a", 0, "2"));
         place(&mut s, "n2", prio("b", 0, "1"));
         // n1: nothing of lower priority; n2: smaller than the request (unresolvable); n3: taint
@@ -242,7 +250,10 @@ mod tests {
         );
         let mut never = prio("never", 1000, "1");
         never.preempt_never = true;
-        assert_eq!(run(&s, &never).unwrap_err(), "preemption: not eligible due to preemptionPolicy=Never.");
+        assert_eq!(
+            run(&s, &never).unwrap_err(),
+            "preemption: not eligible due to preemptionPolicy=Never."
+        );
         // n2 is too small even when emptied (unresolvable); n1 works once emptied
         let big = prio("big", 1000, "2");
         let c = run(&s, &big).ok();

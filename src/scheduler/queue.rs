@@ -305,10 +305,17 @@ mod tests {
     fn active_queue_orders_by_priority_then_creation() {
         let now = Instant::now();
         let mut q = Queue::new(QueueConfig::default());
-        for (uid, prio, created) in [("late", 0, 3), ("early", 0, 1), ("high", 10, 5), ("mid", 0, 2)] {
+        for (uid, prio, created) in [
+            ("late", 0, 3),
+            ("early", 0, 1),
+            ("high", 10, 5),
+            ("mid", 0, 2),
+        ] {
             q.add_or_update(pod(uid, prio, created), now);
         }
-        let order: Vec<String> = std::iter::from_fn(|| q.pop(now)).map(|p| p.uid.clone()).collect();
+        let order: Vec<String> = std::iter::from_fn(|| q.pop(now))
+            .map(|p| p.uid.clone())
+            .collect();
         assert_eq!(order, vec!["high", "early", "mid", "late"]);
     }
 
@@ -317,7 +324,11 @@ mod tests {
         let q = Queue::new(QueueConfig::default());
         let cases = [(1, 1), (2, 2), (3, 4), (4, 8), (5, 10), (30, 10)];
         for (attempts, secs) in cases {
-            assert_eq!(q.backoff_for(attempts), Duration::from_secs(secs), "{attempts}");
+            assert_eq!(
+                q.backoff_for(attempts),
+                Duration::from_secs(secs),
+                "{attempts}"
+            );
         }
     }
 
@@ -362,7 +373,9 @@ mod tests {
         q.flush_unschedulable(t0 + Duration::from_secs(300));
         assert_eq!(q.unschedulable_count(), 0);
         q.remove("b");
-        let got: Vec<String> = std::iter::from_fn(|| q.pop(t0 + Duration::from_secs(301))).map(|p| p.uid.clone()).collect();
+        let got: Vec<String> = std::iter::from_fn(|| q.pop(t0 + Duration::from_secs(301)))
+            .map(|p| p.uid.clone())
+            .collect();
         assert_eq!(got, vec!["a"]);
         assert_eq!(q.len(), 1);
     }

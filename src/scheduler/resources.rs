@@ -37,7 +37,9 @@ pub fn parse_milli(text: &str) -> Option<i64> {
     let digits = format!("{int_part}{frac_part}");
     let mut mantissa: i128 = 0;
     for b in digits.bytes() {
-        mantissa = mantissa.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
+        mantissa = mantissa
+            .checked_mul(10)?
+            .checked_add(i128::from(b - b'0'))?;
     }
     // value = mantissa * 10^-scale * multiplier; milli = value * 1000.
     let mut numerator = mantissa.checked_mul(1000)?;
@@ -313,14 +315,20 @@ mod tests {
             let r = pod_requests(&spec(s.clone()));
             assert_eq!(r.milli_cpu, cpu, "{s}");
             assert_eq!(r.memory, mem, "{s}");
-            assert_eq!(r.scalar.get("nvidia.com/gpu").copied().unwrap_or(0), gpu, "{s}");
+            assert_eq!(
+                r.scalar.get("nvidia.com/gpu").copied().unwrap_or(0),
+                gpu,
+                "{s}"
+            );
             assert_eq!(r.pods, 1);
         }
     }
 
     #[test]
     fn non_zero_requests_default_missing_cpu_and_memory() {
-        let s = spec(json!({"containers": [{"name": "a"}, {"name": "b", "resources": {"requests": {"cpu": "1"}}}]}));
+        let s = spec(
+            json!({"containers": [{"name": "a"}, {"name": "b", "resources": {"requests": {"cpu": "1"}}}]}),
+        );
         assert_eq!(
             pod_non_zero_requests(&s),
             (1100, 2 * DEFAULT_MEMORY_REQUEST)

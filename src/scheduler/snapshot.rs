@@ -136,10 +136,7 @@ impl PodInfo {
             Some(name) if !name.is_empty() => classes.class(name),
             _ => classes.global_default(),
         };
-        let priority = spec
-            .priority
-            .or(class.map(|c| c.0))
-            .unwrap_or(0);
+        let priority = spec.priority.or(class.map(|c| c.0)).unwrap_or(0);
         let preempt_never = match spec.preemption_policy.as_deref() {
             Some(p) => p == "Never",
             None => class.is_some_and(|c| c.1),
@@ -164,13 +161,14 @@ impl PodInfo {
                 .map(|t| AffinityTerm::new(&namespace, t, 1))
                 .collect()
         };
-        let preferred = |terms: Option<Vec<k8s_openapi::api::core::v1::WeightedPodAffinityTerm>>| {
-            terms
-                .unwrap_or_default()
-                .iter()
-                .map(|t| AffinityTerm::new(&namespace, &t.pod_affinity_term, t.weight))
-                .collect::<Vec<_>>()
-        };
+        let preferred =
+            |terms: Option<Vec<k8s_openapi::api::core::v1::WeightedPodAffinityTerm>>| {
+                terms
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|t| AffinityTerm::new(&namespace, &t.pod_affinity_term, t.weight))
+                    .collect::<Vec<_>>()
+            };
         let mut host_ports = Vec::new();
         let mut images = Vec::new();
         for c in spec
@@ -223,7 +221,9 @@ impl PodInfo {
                 .map(|p| (p.weight, p.preference))
                 .collect(),
             tolerations: spec.tolerations.clone().unwrap_or_default(),
-            required_affinity: required(pod_aff.required_during_scheduling_ignored_during_execution),
+            required_affinity: required(
+                pod_aff.required_during_scheduling_ignored_during_execution,
+            ),
             required_anti_affinity: required(
                 anti.required_during_scheduling_ignored_during_execution,
             ),
@@ -239,7 +239,11 @@ impl PodInfo {
                 .volumes
                 .iter()
                 .flatten()
-                .filter_map(|v| v.persistent_volume_claim.as_ref().map(|c| c.claim_name.clone()))
+                .filter_map(|v| {
+                    v.persistent_volume_claim
+                        .as_ref()
+                        .map(|c| c.claim_name.clone())
+                })
                 .collect(),
             finished: phase == "Succeeded" || phase == "Failed",
             namespace,
@@ -466,9 +470,9 @@ pub fn term_matches(term: &NodeSelectorTerm, node_name: &str, labels: &Labels) -
     exprs
         .iter()
         .all(|r| requirement_matches(r, labels.get(&r.key)))
-        && fields.iter().all(|r| {
-            r.key == "metadata.name" && requirement_matches(r, Some(&name))
-        })
+        && fields
+            .iter()
+            .all(|r| r.key == "metadata.name" && requirement_matches(r, Some(&name)))
 }
 
 /// A node selector: any of its terms matches.
@@ -503,7 +507,8 @@ pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     match t.operator.as_deref().unwrap_or("Equal") {
         "Exists" => true,
         "Equal" | "" => {
-            !key.is_empty() && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+            !key.is_empty()
+                && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
         }
         _ => false,
     }
@@ -534,11 +539,32 @@ mod tests {
             (Some(json!({})), true),
             (Some(json!({"matchLabels": {"app": "web"}})), true),
             (Some(json!({"matchLabels": {"app": "db"}})), false),
-            (Some(json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "x"]}]})), true),
-            (Some(json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["web"]}]})), false),
-            (Some(json!({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]})), true),
-            (Some(json!({"matchExpressions": [{"key": "tier", "operator": "Exists"}]})), true),
-            (Some(json!({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]})), false),
+            (
+                Some(
+                    json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "x"]}]}),
+                ),
+                true,
+            ),
+            (
+                Some(
+                    json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["web"]}]}),
+                ),
+                false,
+            ),
+            (
+                Some(
+                    json!({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}),
+                ),
+                true,
+            ),
+            (
+                Some(json!({"matchExpressions": [{"key": "tier", "operator": "Exists"}]})),
+                true,
+            ),
+            (
+                Some(json!({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]})),
+                false,
+            ),
         ];
         for (sel, want) in cases {
             let s: Option<LabelSelector> = sel.clone().map(|v| serde_json::from_value(v).unwrap());
@@ -550,11 +576,26 @@ mod tests {
     fn node_selector_terms_match_expressions_and_fields() {
         let l = labels(&[("zone", "a"), ("cores", "8")]);
         let cases = [
-            (json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}), true),
-            (json!({"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["4"]}]}), true),
-            (json!({"matchExpressions": [{"key": "cores", "operator": "Lt", "values": ["4"]}]}), false),
-            (json!({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}), true),
-            (json!({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}), false),
+            (
+                json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["4"]}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "cores", "operator": "Lt", "values": ["4"]}]}),
+                false,
+            ),
+            (
+                json!({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}),
+                true,
+            ),
+            (
+                json!({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}),
+                false,
+            ),
             (json!({}), false),
         ];
         for (t, want) in cases {
@@ -569,12 +610,24 @@ mod tests {
             serde_json::from_value(json!({"key": "key", "value": "value", "effect": "NoSchedule"}))
                 .unwrap();
         let cases = [
-            (json!({"key": "key", "operator": "Equal", "value": "value", "effect": "NoSchedule"}), true),
+            (
+                json!({"key": "key", "operator": "Equal", "value": "value", "effect": "NoSchedule"}),
+                true,
+            ),
             (json!({"key": "key", "value": "value"}), true),
-            (json!({"key": "key", "operator": "Equal", "value": "wrong-value", "effect": "NoSchedule"}), false),
-            (json!({"key": "key", "operator": "Exists", "effect": "NoSchedule"}), true),
+            (
+                json!({"key": "key", "operator": "Equal", "value": "wrong-value", "effect": "NoSchedule"}),
+                false,
+            ),
+            (
+                json!({"key": "key", "operator": "Exists", "effect": "NoSchedule"}),
+                true,
+            ),
             (json!({"operator": "Exists"}), true),
-            (json!({"key": "key", "operator": "Exists", "effect": "NoExecute"}), false),
+            (
+                json!({"key": "key", "operator": "Exists", "effect": "NoExecute"}),
+                false,
+            ),
             (json!({"key": "other", "operator": "Exists"}), false),
         ];
         for (t, want) in cases {
@@ -607,10 +660,15 @@ mod tests {
         assert!(info.preempt_never);
         assert_eq!(info.scheduler_name, DEFAULT_SCHEDULER_NAME);
         assert_eq!(info.required_anti_affinity.len(), 1);
-        assert_eq!(info.required_anti_affinity[0].namespaces, vec!["ns".to_string()]);
+        assert_eq!(
+            info.required_anti_affinity[0].namespaces,
+            vec!["ns".to_string()]
+        );
         assert_eq!(info.host_ports[0].port, 8080);
         assert_eq!(info.host_ports[0].protocol, "TCP");
-        let plain: Pod = serde_json::from_value(json!({"metadata": {"name": "q"}, "spec": {"containers": []}})).unwrap();
+        let plain: Pod =
+            serde_json::from_value(json!({"metadata": {"name": "q"}, "spec": {"containers": []}}))
+                .unwrap();
         assert_eq!(PodInfo::from_pod(&plain, &Classes).priority, 5);
         assert_eq!(PodInfo::from_pod(&plain, &()).priority, 0);
     }

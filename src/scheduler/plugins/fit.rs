@@ -91,7 +91,10 @@ pub fn balanced_allocation_scores(pod: &PodInfo, nodes: &[&NodeInfo]) -> Vec<i64
                     n.requested.milli_cpu + pod.requests.milli_cpu,
                     n.allocatable.milli_cpu,
                 ),
-                (n.requested.memory + pod.requests.memory, n.allocatable.memory),
+                (
+                    n.requested.memory + pod.requests.memory,
+                    n.allocatable.memory,
+                ),
             ];
             let fractions: Vec<f64> = pairs
                 .iter()
@@ -124,17 +127,48 @@ mod tests {
         gpu["status"]["allocatable"]["nvidia.com/gpu"] = json!("2");
         gpu["status"]["allocatable"]["pods"] = json!("2");
         let mut s = snapshot(&[gpu]);
-        place(&mut s, "g", requesting("a", json!({"cpu": "3", "nvidia.com/gpu": "1"})));
+        place(
+            &mut s,
+            "g",
+            requesting("a", json!({"cpu": "3", "nvidia.com/gpu": "1"})),
+        );
         let n = s.nodes.get("g").unwrap();
         use Code::*;
         let cases = [
             (json!({"cpu": "1"}), None),
-            (json!({"cpu": "2"}), Some((Unschedulable, vec!["Insufficient cpu"]))),
-            (json!({"cpu": "5"}), Some((UnschedulableAndUnresolvable, vec!["Insufficient cpu"]))),
-            (json!({"memory": "5Gi", "cpu": "2"}), Some((UnschedulableAndUnresolvable, vec!["Insufficient cpu", "Insufficient memory"]))),
-            (json!({"nvidia.com/gpu": "2"}), Some((Unschedulable, vec!["Insufficient nvidia.com/gpu"]))),
-            (json!({"example.com/foo": "1"}), Some((UnschedulableAndUnresolvable, vec!["Insufficient example.com/foo"]))),
-            (json!({"ephemeral-storage": "1Gi"}), Some((UnschedulableAndUnresolvable, vec!["Insufficient ephemeral-storage"]))),
+            (
+                json!({"cpu": "2"}),
+                Some((Unschedulable, vec!["Insufficient cpu"])),
+            ),
+            (
+                json!({"cpu": "5"}),
+                Some((UnschedulableAndUnresolvable, vec!["Insufficient cpu"])),
+            ),
+            (
+                json!({"memory": "5Gi", "cpu": "2"}),
+                Some((
+                    UnschedulableAndUnresolvable,
+                    vec!["Insufficient cpu", "Insufficient memory"],
+                )),
+            ),
+            (
+                json!({"nvidia.com/gpu": "2"}),
+                Some((Unschedulable, vec!["Insufficient nvidia.com/gpu"])),
+            ),
+            (
+                json!({"example.com/foo": "1"}),
+                Some((
+                    UnschedulableAndUnresolvable,
+                    vec!["Insufficient example.com/foo"],
+                )),
+            ),
+            (
+                json!({"ephemeral-storage": "1Gi"}),
+                Some((
+                    UnschedulableAndUnresolvable,
+                    vec!["Insufficient ephemeral-storage"],
+                )),
+            ),
         ];
         for (req, want) in cases {
             let got = filter(&requesting("p", req.clone()), n);
@@ -155,7 +189,11 @@ mod tests {
     #[test]
     fn least_allocated_prefers_free_nodes_and_balanced_prefers_even_use() {
         let mut s = snapshot(&[node("a", "4", "4Gi"), node("b", "4", "4Gi")]);
-        place(&mut s, "a", requesting("x", json!({"cpu": "2", "memory": "2Gi"})));
+        place(
+            &mut s,
+            "a",
+            requesting("x", json!({"cpu": "2", "memory": "2Gi"})),
+        );
         let nodes: Vec<&NodeInfo> = s.existing_nodes().collect();
         let p = requesting("p", json!({"cpu": "1", "memory": "1Gi"}));
         assert_eq!(least_allocated_scores(&p, &nodes), vec![25, 75]);

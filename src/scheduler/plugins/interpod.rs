@@ -81,7 +81,12 @@ impl State {
         }
         for t in &other.required_anti_affinity {
             if t.matches(pod, ns) {
-                bump(&mut self.existing_anti_affinity, &t.topology_key, node, delta);
+                bump(
+                    &mut self.existing_anti_affinity,
+                    &t.topology_key,
+                    node,
+                    delta,
+                );
             }
         }
     }
@@ -208,7 +213,9 @@ mod tests {
     use serde_json::{Value, json};
 
     fn labelled(name: &str, labels: Value, affinity: Value) -> PodInfo {
-        pod(json!({"metadata": {"name": name, "labels": labels}, "spec": {"containers": [], "affinity": affinity}}))
+        pod(
+            json!({"metadata": {"name": name, "labels": labels}, "spec": {"containers": [], "affinity": affinity}}),
+        )
     }
 
     fn zoned(name: &str, zone: &str) -> Value {
@@ -232,9 +239,21 @@ mod tests {
     #[test]
     fn required_affinity_follows_the_matching_pod_on_any_topology_key() {
         let mut s = snapshot(&[zoned("n1", "a"), zoned("n2", "a"), zoned("n3", "b")]);
-        place(&mut s, "n1", labelled("backend", json!({"app": "backend"}), json!({})));
-        let host = labelled("f", json!({"app": "frontend"}), term("podAffinity", "backend", "kubernetes.io/hostname"));
-        let zone = labelled("g", json!({"app": "frontend"}), term("podAffinity", "backend", "zone"));
+        place(
+            &mut s,
+            "n1",
+            labelled("backend", json!({"app": "backend"}), json!({})),
+        );
+        let host = labelled(
+            "f",
+            json!({"app": "frontend"}),
+            term("podAffinity", "backend", "kubernetes.io/hostname"),
+        );
+        let zone = labelled(
+            "g",
+            json!({"app": "frontend"}),
+            term("podAffinity", "backend", "zone"),
+        );
         let missing_key = labelled("h", json!({}), term("podAffinity", "backend", "rack"));
         let cases = [
             (&host, [true, false, false]),
@@ -252,24 +271,50 @@ mod tests {
     #[test]
     fn self_affinity_lets_the_first_pod_of_a_group_in() {
         let s = snapshot(&[zoned("n1", "a")]);
-        let first = labelled("f", json!({"app": "cache"}), term("podAffinity", "cache", "zone"));
+        let first = labelled(
+            "f",
+            json!({"app": "cache"}),
+            term("podAffinity", "cache", "zone"),
+        );
         assert!(run(&s, &first)[0].1.is_ok());
-        let stranger = labelled("s", json!({"app": "other"}), term("podAffinity", "cache", "zone"));
+        let stranger = labelled(
+            "s",
+            json!({"app": "other"}),
+            term("podAffinity", "cache", "zone"),
+        );
         assert!(run(&s, &stranger)[0].1.is_err());
     }
 
     #[test]
     fn anti_affinity_both_ways() {
         let mut s = snapshot(&[zoned("n1", "a"), zoned("n2", "b")]);
-        place(&mut s, "n1", labelled("p0", json!({"app": "pay"}), term("podAntiAffinity", "pay", "kubernetes.io/hostname")));
-        let same = labelled("p1", json!({"app": "pay"}), term("podAntiAffinity", "pay", "kubernetes.io/hostname"));
+        place(
+            &mut s,
+            "n1",
+            labelled(
+                "p0",
+                json!({"app": "pay"}),
+                term("podAntiAffinity", "pay", "kubernetes.io/hostname"),
+            ),
+        );
+        let same = labelled(
+            "p1",
+            json!({"app": "pay"}),
+            term("podAntiAffinity", "pay", "kubernetes.io/hostname"),
+        );
         let got = run(&s, &same);
-        assert_eq!(got[0].1, Err(Rejection::unschedulable(REASON_ANTI_AFFINITY)));
+        assert_eq!(
+            got[0].1,
+            Err(Rejection::unschedulable(REASON_ANTI_AFFINITY))
+        );
         assert!(got[1].1.is_ok());
         // a plain pod matching the existing pod's anti-affinity is kept away by it
         let plain = labelled("x", json!({"app": "pay"}), json!({}));
         let got = run(&s, &plain);
-        assert_eq!(got[0].1, Err(Rejection::unschedulable(REASON_EXISTING_ANTI_AFFINITY)));
+        assert_eq!(
+            got[0].1,
+            Err(Rejection::unschedulable(REASON_EXISTING_ANTI_AFFINITY))
+        );
         assert!(got[1].1.is_ok());
         // removing the existing pod (preemption's what-if) lifts both
         let mut state = State::new(&same, &s);
@@ -282,13 +327,25 @@ mod tests {
     #[test]
     fn preferred_terms_score_domains() {
         let mut s = snapshot(&[zoned("n1", "a"), zoned("n2", "b"), zoned("n3", "c")]);
-        place(&mut s, "n1", labelled("db", json!({"app": "db"}), json!({})));
-        place(&mut s, "n3", labelled("noisy", json!({"app": "noisy"}), json!({})));
-        let p = labelled("web", json!({}), json!({
+        place(
+            &mut s,
+            "n1",
+            labelled("db", json!({"app": "db"}), json!({})),
+        );
+        place(
+            &mut s,
+            "n3",
+            labelled("noisy", json!({"app": "noisy"}), json!({})),
+        );
+        let p = labelled(
+            "web",
+            json!({}),
+            json!({
             "podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
                 {"weight": 10, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}}]},
             "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
-                {"weight": 10, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "noisy"}}, "topologyKey": "zone"}}]}}));
+                {"weight": 10, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "noisy"}}, "topologyKey": "zone"}}]}}),
+        );
         let nodes: Vec<&NodeInfo> = s.existing_nodes().collect();
         assert_eq!(scores(&p, &nodes, &s), vec![100, 50, 0]);
         let plain = labelled("q", json!({}), json!({}));

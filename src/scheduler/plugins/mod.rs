@@ -365,9 +365,17 @@ mod tests {
     fn fit_error_message_counts_and_sorts_reasons_as_upstream() {
         use Code::*;
         let mut with_post = diag(&[
-            ("a", UnschedulableAndUnresolvable, &["node(s) had untolerated taint(s)"]),
+            (
+                "a",
+                UnschedulableAndUnresolvable,
+                &["node(s) had untolerated taint(s)"],
+            ),
             ("b", Unschedulable, &["Insufficient cpu"]),
-            ("c", Unschedulable, &["Insufficient cpu", "Insufficient memory"]),
+            (
+                "c",
+                Unschedulable,
+                &["Insufficient cpu", "Insufficient memory"],
+            ),
         ]);
         with_post.post_filter_msg = "preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod.".into();
         let mut prefilter = Diagnosis {
@@ -378,26 +386,56 @@ mod tests {
             ..Diagnosis::default()
         };
         prefilter.post_filter_msg =
-            "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.".into();
+            "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+                .into();
         let absent = Diagnosis {
-            absent_status: Some(Rejection::unresolvable("Preemption is not helpful for scheduling")),
-            ..diag(&[("a", Unschedulable, &["No preemption victims found for incoming pod"])])
+            absent_status: Some(Rejection::unresolvable(
+                "Preemption is not helpful for scheduling",
+            )),
+            ..diag(&[(
+                "a",
+                Unschedulable,
+                &["No preemption victims found for incoming pod"],
+            )])
         };
         let cases = [
-            (3, with_post, "0/3 nodes are available: 1 Insufficient memory, 1 node(s) had untolerated taint(s), 2 Insufficient cpu. preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod."),
-            (2, prefilter, "0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."),
-            (3, absent, "0/3 nodes are available: 1 No preemption victims found for incoming pod, 2 Preemption is not helpful for scheduling."),
+            (
+                3,
+                with_post,
+                "0/3 nodes are available: 1 Insufficient memory, 1 node(s) had untolerated taint(s), 2 Insufficient cpu. preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod.",
+            ),
+            (
+                2,
+                prefilter,
+                "0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.",
+            ),
+            (
+                3,
+                absent,
+                "0/3 nodes are available: 1 No preemption victims found for incoming pod, 2 Preemption is not helpful for scheduling.",
+            ),
             (0, Diagnosis::default(), "0/0 nodes are available:"),
         ];
         for (n, d, want) in cases {
-            let e = FitError { num_all_nodes: n, diagnosis: d };
+            let e = FitError {
+                num_all_nodes: n,
+                diagnosis: d,
+            };
             assert_eq!(e.to_string(), want);
         }
     }
 
     #[test]
     fn feasible_nodes_to_find_is_adaptive_as_upstream() {
-        let cases = [(0, 50, 50), (0, 100, 100), (0, 1000, 420), (0, 5000, 500), (0, 10000, 500), (30, 1000, 300), (10, 500, 100)];
+        let cases = [
+            (0, 50, 50),
+            (0, 100, 100),
+            (0, 1000, 420),
+            (0, 5000, 500),
+            (0, 10000, 500),
+            (30, 1000, 300),
+            (10, 500, 100),
+        ];
         for (pct, all, want) in cases {
             assert_eq!(num_feasible_nodes_to_find(pct, all), want, "{pct} {all}");
         }
@@ -420,17 +458,26 @@ mod tests {
     #[test]
     fn schedule_picks_the_least_allocated_node_and_reports_failures() {
         let mut snap = snapshot(&[node("n1", "2", "4Gi"), node("n2", "4", "4Gi")]);
-        let p = pod(serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [
-            {"name": "c", "resources": {"requests": {"cpu": "1"}}}]}}));
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [
+            {"name": "c", "resources": {"requests": {"cpu": "1"}}}]}}),
+        );
         let placed = schedule(&p, &snap, &Options::default()).unwrap();
         assert_eq!(placed.node, "n2");
-        let big = pod(serde_json::json!({"metadata": {"name": "big"}, "spec": {"containers": [
-            {"name": "c", "resources": {"requests": {"cpu": "8"}}}]}}));
+        let big = pod(
+            serde_json::json!({"metadata": {"name": "big"}, "spec": {"containers": [
+            {"name": "c", "resources": {"requests": {"cpu": "8"}}}]}}),
+        );
         let err = schedule(&big, &snap, &Options::default()).unwrap_err();
-        assert_eq!(err.to_string(), "0/2 nodes are available: 2 Insufficient cpu.");
+        assert_eq!(
+            err.to_string(),
+            "0/2 nodes are available: 2 Insufficient cpu."
+        );
         snap.nodes.clear();
         assert_eq!(
-            schedule(&p, &snap, &Options::default()).unwrap_err().to_string(),
+            schedule(&p, &snap, &Options::default())
+                .unwrap_err()
+                .to_string(),
             "0/0 nodes are available:"
         );
     }
@@ -438,7 +485,9 @@ mod tests {
     #[test]
     fn schedule_prefers_the_nominated_node_when_it_fits() {
         let snap = snapshot(&[node("n1", "2", "4Gi"), node("n2", "4", "4Gi")]);
-        let mut p = pod(serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}));
+        let mut p = pod(
+            serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}),
+        );
         p.nominated_node = "n1".into();
         assert_eq!(schedule(&p, &snap, &Options::default()).unwrap().node, "n1");
     }
@@ -446,14 +495,20 @@ mod tests {
     #[test]
     fn nominated_pods_of_higher_priority_hold_their_room() {
         let mut snap = snapshot(&[node("n1", "2", "4Gi")]);
-        let mut holder = pod(serde_json::json!({"metadata": {"name": "h", "uid": "h"}, "spec": {"priority": 10, "containers": [
-            {"name": "c", "resources": {"requests": {"cpu": "2"}}}]}}));
+        let mut holder = pod(
+            serde_json::json!({"metadata": {"name": "h", "uid": "h"}, "spec": {"priority": 10, "containers": [
+            {"name": "c", "resources": {"requests": {"cpu": "2"}}}]}}),
+        );
         holder.nominated_node = "n1".into();
         snap.nominated.push(std::sync::Arc::new(holder));
-        let p = pod(serde_json::json!({"metadata": {"name": "p", "uid": "p"}, "spec": {"containers": [
-            {"name": "c", "resources": {"requests": {"cpu": "1"}}}]}}));
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "p", "uid": "p"}, "spec": {"containers": [
+            {"name": "c", "resources": {"requests": {"cpu": "1"}}}]}}),
+        );
         assert_eq!(
-            schedule(&p, &snap, &Options::default()).unwrap_err().to_string(),
+            schedule(&p, &snap, &Options::default())
+                .unwrap_err()
+                .to_string(),
             "0/1 nodes are available: 1 Insufficient cpu."
         );
     }

@@ -5,8 +5,8 @@ use k8s_openapi::api::core::v1::Taint;
 
 use super::{MAX_NODE_SCORE, Rejection, default_normalize};
 use crate::scheduler::snapshot::{
-    HostPort, NodeInfo, PodInfo, Snapshot, normalize_image, pod_matches_node_affinity, term_matches,
-    tolerated,
+    HostPort, NodeInfo, PodInfo, Snapshot, normalize_image, pod_matches_node_affinity,
+    term_matches, tolerated,
 };
 
 pub const REASON_UNSCHEDULABLE: &str = "node(s) were unschedulable";
@@ -183,9 +183,14 @@ mod tests {
         cordoned["spec"] = json!({"unschedulable": true});
         let n = node_info(cordoned);
         let plain = pod(json!({"metadata": {"name": "a"}, "spec": {"containers": []}}));
-        let tolerant = pod(json!({"metadata": {"name": "b"}, "spec": {"containers": [], "tolerations": [
-            {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]}}));
-        assert_eq!(unschedulable(&plain, &n), Err(Rejection::unresolvable(REASON_UNSCHEDULABLE)));
+        let tolerant = pod(
+            json!({"metadata": {"name": "b"}, "spec": {"containers": [], "tolerations": [
+            {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]}}),
+        );
+        assert_eq!(
+            unschedulable(&plain, &n),
+            Err(Rejection::unresolvable(REASON_UNSCHEDULABLE))
+        );
         assert_eq!(unschedulable(&tolerant, &n), Ok(()));
     }
 
@@ -202,20 +207,37 @@ mod tests {
 
     #[test]
     fn taints_need_matching_tolerations() {
-        let n = tainted("n", json!([{"key": "key", "value": "value", "effect": "NoSchedule"}]));
+        let n = tainted(
+            "n",
+            json!([{"key": "key", "value": "value", "effect": "NoSchedule"}]),
+        );
         let exec = tainted("x", json!([{"key": "k", "effect": "NoExecute"}]));
         let soft = tainted("s", json!([{"key": "k", "effect": "PreferNoSchedule"}]));
         let cases = [
             (&n, json!([]), false),
-            (&n, json!([{"key": "key", "operator": "Equal", "value": "value", "effect": "NoSchedule"}]), true),
-            (&n, json!([{"key": "key", "operator": "Equal", "value": "wrong-value", "effect": "NoSchedule"}]), false),
-            (&n, json!([{"key": "key", "operator": "Exists", "effect": "NoSchedule"}]), true),
+            (
+                &n,
+                json!([{"key": "key", "operator": "Equal", "value": "value", "effect": "NoSchedule"}]),
+                true,
+            ),
+            (
+                &n,
+                json!([{"key": "key", "operator": "Equal", "value": "wrong-value", "effect": "NoSchedule"}]),
+                false,
+            ),
+            (
+                &n,
+                json!([{"key": "key", "operator": "Exists", "effect": "NoSchedule"}]),
+                true,
+            ),
             (&exec, json!([]), false),
             (&exec, json!([{"key": "k", "operator": "Exists"}]), true),
             (&soft, json!([]), true),
         ];
         for (node, tolerations, ok) in cases {
-            let p = pod(json!({"metadata": {"name": "a"}, "spec": {"containers": [], "tolerations": tolerations.clone()}}));
+            let p = pod(
+                json!({"metadata": {"name": "a"}, "spec": {"containers": [], "tolerations": tolerations.clone()}}),
+            );
             let got = taint_toleration(&p, node);
             assert_eq!(got.is_ok(), ok, "{} {tolerations}", node.name);
             if !ok {
@@ -233,11 +255,17 @@ mod tests {
             (json!({}), true),
             (json!({"nodeSelector": {"disk": "ssd"}}), true),
             (json!({"nodeSelector": {"disk": "hdd"}}), false),
-            (json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            (
+                json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
                 {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["hdd"]}]},
-                {"matchExpressions": [{"key": "disk", "operator": "Exists"}]}]}}}}), true),
-            (json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-                {"matchExpressions": [{"key": "disk", "operator": "NotIn", "values": ["ssd"]}]}]}}}}), false),
+                {"matchExpressions": [{"key": "disk", "operator": "Exists"}]}]}}}}),
+                true,
+            ),
+            (
+                json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "disk", "operator": "NotIn", "values": ["ssd"]}]}]}}}}),
+                false,
+            ),
         ];
         for (extra, ok) in cases {
             let mut spec = json!({"containers": []});
@@ -252,15 +280,25 @@ mod tests {
     #[test]
     fn host_ports_conflict_by_port_protocol_and_ip() {
         let used = |port: i64, ip: &str, proto: &str| {
-            pod(json!({"metadata": {"name": "u"}, "spec": {"containers": [{"name": "c", "ports": [
-                {"containerPort": 80, "hostPort": port, "hostIP": ip, "protocol": proto}]}]}}))
+            pod(
+                json!({"metadata": {"name": "u"}, "spec": {"containers": [{"name": "c", "ports": [
+                {"containerPort": 80, "hostPort": port, "hostIP": ip, "protocol": proto}]}]}}),
+            )
         };
         let cases = [
             (used(8080, "", "TCP"), used(8080, "", "TCP"), false),
             (used(8080, "", "TCP"), used(8081, "", "TCP"), true),
             (used(8080, "", "TCP"), used(8080, "", "UDP"), true),
-            (used(8080, "10.0.0.1", "TCP"), used(8080, "10.0.0.2", "TCP"), true),
-            (used(8080, "10.0.0.1", "TCP"), used(8080, "0.0.0.0", "TCP"), false),
+            (
+                used(8080, "10.0.0.1", "TCP"),
+                used(8080, "10.0.0.2", "TCP"),
+                true,
+            ),
+            (
+                used(8080, "10.0.0.1", "TCP"),
+                used(8080, "0.0.0.0", "TCP"),
+                false,
+            ),
         ];
         for (existing, wanted, ok) in cases {
             let mut s = snapshot(&[node("n", "1", "1Gi")]);
@@ -281,17 +319,28 @@ mod tests {
         v["metadata"]["labels"]["zone"] = json!("z1");
         let c = node_info(v);
         let d = node_info(node("d", "1", "1Gi"));
-        let p = pod(json!({"metadata": {"name": "a"}, "spec": {"containers": [], "affinity": {"nodeAffinity": {
+        let p = pod(
+            json!({"metadata": {"name": "a"}, "spec": {"containers": [], "affinity": {"nodeAffinity": {
             "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 5, "preference":
-                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z1"]}]}}]}}}}));
+                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z1"]}]}}]}}}}),
+        );
         assert_eq!(node_affinity_scores(&p, &[&c, &d]), vec![100, 0]);
 
         let mut with_image = node("e", "1", "1Gi");
-        with_image["status"]["images"] = json!([{"names": ["docker.io/library/big:1", "big:1"], "sizeBytes": 500 * MB}]);
+        with_image["status"]["images"] =
+            json!([{"names": ["docker.io/library/big:1", "big:1"], "sizeBytes": 500 * MB}]);
         let s = snapshot(&[with_image, node("f", "1", "1Gi")]);
         let nodes: Vec<&NodeInfo> = s.existing_nodes().collect();
-        let p = pod(json!({"metadata": {"name": "a"}, "spec": {"containers": [{"name": "c", "image": "big:1"}]}}));
+        let p = pod(
+            json!({"metadata": {"name": "a"}, "spec": {"containers": [{"name": "c", "image": "big:1"}]}}),
+        );
         let scores = image_locality_scores(&p, &nodes, &s);
-        assert_eq!(scores, vec![100 * (250 * MB - MIN_IMAGE_THRESHOLD) / (1000 * MB - MIN_IMAGE_THRESHOLD), 0]);
+        assert_eq!(
+            scores,
+            vec![
+                100 * (250 * MB - MIN_IMAGE_THRESHOLD) / (1000 * MB - MIN_IMAGE_THRESHOLD),
+                0
+            ]
+        );
     }
 }

@@ -73,8 +73,7 @@ fn counts_node(pod: &PodInfo, all: &[Constraint], c: &Constraint, node: &NodeInf
     }
     if c.honor_taints
         && node.taints.iter().any(|t| {
-            (t.effect == "NoSchedule" || t.effect == "NoExecute")
-                && !tolerated(&pod.tolerations, t)
+            (t.effect == "NoSchedule" || t.effect == "NoExecute") && !tolerated(&pod.tolerations, t)
         })
     {
         return false;
@@ -216,12 +215,16 @@ mod tests {
     }
 
     fn spreading(name: &str, constraint: Value) -> PodInfo {
-        pod(json!({"metadata": {"name": name, "labels": {"app": "web", "rev": "1"}},
-                   "spec": {"containers": [], "topologySpreadConstraints": [constraint]}}))
+        pod(
+            json!({"metadata": {"name": name, "labels": {"app": "web", "rev": "1"}},
+                   "spec": {"containers": [], "topologySpreadConstraints": [constraint]}}),
+        )
     }
 
     fn web(name: &str) -> PodInfo {
-        pod(json!({"metadata": {"name": name, "labels": {"app": "web", "rev": "1"}}, "spec": {"containers": []}}))
+        pod(
+            json!({"metadata": {"name": name, "labels": {"app": "web", "rev": "1"}}, "spec": {"containers": []}}),
+        )
     }
 
     fn results(s: &Snapshot, p: &PodInfo) -> Vec<Result<(), Rejection>> {
@@ -231,7 +234,11 @@ mod tests {
 
     #[test]
     fn hard_constraints_bound_the_skew() {
-        let mut s = snapshot(&[zoned("a1", Some("a")), zoned("b1", Some("b")), zoned("x", None)]);
+        let mut s = snapshot(&[
+            zoned("a1", Some("a")),
+            zoned("b1", Some("b")),
+            zoned("x", None),
+        ]);
         place(&mut s, "a1", web("w1"));
         let hard = |skew: i64, min_domains: Option<i64>| {
             let mut c = json!({"maxSkew": skew, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
@@ -247,26 +254,44 @@ mod tests {
             (hard(1, None), vec![skewed.clone(), Ok(()), missing.clone()]),
             (hard(2, None), vec![Ok(()), Ok(()), missing.clone()]),
             // three domains wanted, two exist: the global minimum counts as 0
-            (hard(1, Some(3)), vec![skewed.clone(), Ok(()), missing.clone()]),
+            (
+                hard(1, Some(3)),
+                vec![skewed.clone(), Ok(()), missing.clone()],
+            ),
         ];
         for (p, want) in cases {
             assert_eq!(results(&s, &p), want);
         }
         place(&mut s, "b1", web("w2"));
         assert_eq!(results(&s, &hard(1, None))[..2], [Ok(()), Ok(())]);
-        assert_eq!(results(&s, &hard(1, Some(3)))[..2], [skewed.clone(), skewed]);
+        assert_eq!(
+            results(&s, &hard(1, Some(3)))[..2],
+            [skewed.clone(), skewed]
+        );
     }
 
     #[test]
     fn match_label_keys_and_affinity_policy_narrow_what_counts() {
         let mut s = snapshot(&[zoned("a1", Some("a")), zoned("b1", Some("b"))]);
-        place(&mut s, "a1", pod(json!({"metadata": {"name": "old", "labels": {"app": "web", "rev": "0"}}, "spec": {"containers": []}})));
-        let p = spreading("p", json!({"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
-            "labelSelector": {"matchLabels": {"app": "web"}}, "matchLabelKeys": ["rev"]}));
+        place(
+            &mut s,
+            "a1",
+            pod(
+                json!({"metadata": {"name": "old", "labels": {"app": "web", "rev": "0"}}, "spec": {"containers": []}}),
+            ),
+        );
+        let p = spreading(
+            "p",
+            json!({"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app": "web"}}, "matchLabelKeys": ["rev"]}),
+        );
         assert_eq!(results(&s, &p), vec![Ok(()), Ok(())]);
         // nodeAffinityPolicy Honor (default): a node the pod cannot use is not a domain
-        let mut q = spreading("q", json!({"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
-            "labelSelector": {"matchLabels": {"app": "web"}}}));
+        let mut q = spreading(
+            "q",
+            json!({"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app": "web"}}}),
+        );
         q.node_selector.insert("zone".into(), "a".into());
         let st = State::new(&q, &s);
         let a1 = s.nodes.get("a1").unwrap();
@@ -281,11 +306,18 @@ mod tests {
 
     #[test]
     fn soft_constraints_score_emptier_domains_higher() {
-        let mut s = snapshot(&[zoned("a1", Some("a")), zoned("b1", Some("b")), zoned("x", None)]);
+        let mut s = snapshot(&[
+            zoned("a1", Some("a")),
+            zoned("b1", Some("b")),
+            zoned("x", None),
+        ]);
         place(&mut s, "a1", web("w1"));
         place(&mut s, "a1", web("w2"));
-        let p = spreading("p", json!({"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway",
-            "labelSelector": {"matchLabels": {"app": "web"}}}));
+        let p = spreading(
+            "p",
+            json!({"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {"app": "web"}}}),
+        );
         let nodes: Vec<&NodeInfo> = s.existing_nodes().collect();
         let got = scores(&p, &nodes, &s);
         assert_eq!(got[2], 0);

@@ -93,20 +93,30 @@ mod tests {
 
     #[test]
     fn claims_must_exist_and_bind_and_volumes_pin_nodes() {
-        let mut s = snapshot(&[zoned("a", "z1"), zoned("b", "z2"), node("plain", "1", "1Gi")]);
+        let mut s = snapshot(&[
+            zoned("a", "z1"),
+            zoned("b", "z2"),
+            node("plain", "1", "1Gi"),
+        ]);
         let claim = |volume: &str, class: &str| ClaimInfo {
             volume_name: volume.into(),
             storage_class: class.into(),
         };
         s.claims.insert("default/bound".into(), claim("pv1", ""));
         s.claims.insert("default/local".into(), claim("pv2", ""));
-        s.claims.insert("default/pending".into(), claim("", "standard"));
-        s.claims.insert("default/late".into(), claim("", "local-path"));
+        s.claims
+            .insert("default/pending".into(), claim("", "standard"));
+        s.claims
+            .insert("default/late".into(), claim("", "local-path"));
         s.wait_for_consumer.insert("local-path".into(), true);
         s.volumes.insert(
             "pv1".into(),
             VolumeInfo {
-                labels: [("topology.kubernetes.io/zone".to_string(), "z1__z3".to_string())].into(),
+                labels: [(
+                    "topology.kubernetes.io/zone".to_string(),
+                    "z1__z3".to_string(),
+                )]
+                .into(),
                 node_affinity: None,
             },
         );
@@ -114,24 +124,47 @@ mod tests {
             "pv2".into(),
             VolumeInfo {
                 labels: Default::default(),
-                node_affinity: serde_json::from_value(json!({"nodeSelectorTerms": [{"matchFields": [
-                    {"key": "metadata.name", "operator": "In", "values": ["b"]}]}]}))
+                node_affinity: serde_json::from_value(
+                    json!({"nodeSelectorTerms": [{"matchFields": [
+                    {"key": "metadata.name", "operator": "In", "values": ["b"]}]}]}),
+                )
                 .ok(),
             },
         );
         let using = |claim: &str| {
-            pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [], "volumes": [
-                {"name": "v", "persistentVolumeClaim": {"claimName": claim}}]}}))
+            pod(
+                json!({"metadata": {"name": "p"}, "spec": {"containers": [], "volumes": [
+                {"name": "v", "persistentVolumeClaim": {"claimName": claim}}]}}),
+            )
         };
         assert_eq!(
             pre_filter(&using("nope"), &s),
-            Err(Rejection::unresolvable("persistentvolumeclaim \"nope\" not found"))
+            Err(Rejection::unresolvable(
+                "persistentvolumeclaim \"nope\" not found"
+            ))
         );
-        assert_eq!(pre_filter(&using("pending"), &s), Err(Rejection::unresolvable(REASON_UNBOUND)));
+        assert_eq!(
+            pre_filter(&using("pending"), &s),
+            Err(Rejection::unresolvable(REASON_UNBOUND))
+        );
         assert_eq!(pre_filter(&using("late"), &s), Ok(()));
         let cases = [
-            ("bound", [Ok(()), Err(Rejection::unresolvable(REASON_ZONE_CONFLICT)), Ok(())]),
-            ("local", [Err(Rejection::unresolvable(REASON_NODE_CONFLICT)), Ok(()), Err(Rejection::unresolvable(REASON_NODE_CONFLICT))]),
+            (
+                "bound",
+                [
+                    Ok(()),
+                    Err(Rejection::unresolvable(REASON_ZONE_CONFLICT)),
+                    Ok(()),
+                ],
+            ),
+            (
+                "local",
+                [
+                    Err(Rejection::unresolvable(REASON_NODE_CONFLICT)),
+                    Ok(()),
+                    Err(Rejection::unresolvable(REASON_NODE_CONFLICT)),
+                ],
+            ),
         ];
         for (claim, want) in cases {
             let p = using(claim);
