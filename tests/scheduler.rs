@@ -41,7 +41,11 @@ async fn three_nodes(c: &kube::Client) {
         .unwrap();
         nodes.create(&PostParams::default(), &node).await.unwrap();
         nodes
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
             .await
             .unwrap();
     }
@@ -71,7 +75,7 @@ async fn create(c: &kube::Client, p: Pod) {
 }
 
 /// Waits until the pod is bound and returns its node.
-async fn bound(c: &kube::Client, name: &str) -> String {
+async fn bound(s: &TestServer, c: &kube::Client, name: &str) -> String {
     let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -79,13 +83,18 @@ async fn bound(c: &kube::Client, name: &str) -> String {
         if let Some(n) = p.spec.and_then(|s| s.node_name) {
             return n;
         }
-        assert!(Instant::now() < deadline, "{name} was never bound: {:?}", p.status);
+        assert!(
+            Instant::now() < deadline,
+            "{name} was never bound: {:?}\n{}",
+            p.status,
+            common::tail(&s.log(), 3000)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// Waits for `PodScheduled=False` (Unschedulable) and returns its message.
-async fn unschedulable(c: &kube::Client, name: &str) -> String {
+async fn unschedulable(s: &TestServer, c: &kube::Client, name: &str) -> String {
     let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -104,7 +113,11 @@ async fn unschedulable(c: &kube::Client, name: &str) -> String {
             assert_eq!(cond.reason.as_deref(), Some("Unschedulable"));
             return cond.message.unwrap_or_default();
         }
-        assert!(Instant::now() < deadline, "{name} never got PodScheduled=False");
+        assert!(
+            Instant::now() < deadline,
+            "{name} never got PodScheduled=False\n{}",
+            common::tail(&s.log(), 3000)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -118,7 +131,10 @@ async fn failed_events(c: &kube::Client, name: &str) -> Vec<String> {
         .unwrap()
         .items
         .into_iter()
-        .filter(|e| e.involved_object.name.as_deref() == Some(name) && e.reason.as_deref() == Some("FailedScheduling"))
+        .filter(|e| {
+            e.involved_object.name.as_deref() == Some(name)
+                && e.reason.as_deref() == Some("FailedScheduling")
+        })
         .filter_map(|e| e.message)
         .collect()
 }
@@ -135,25 +151,49 @@ async fn affinity_and_anti_affinity_place_pods_as_users_expect() {
     three_nodes(&c).await;
 
     create(&c, pod("backend", json!({"app": "backend"}), json!({}))).await;
-    let backend_node = bound(&c, "backend").await;
+    let backend_node = bound(&s, &c, "backend").await;
     let affinity = json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
         {"labelSelector": {"matchLabels": {"app": "backend"}}, "topologyKey": "kubernetes.io/hostname"}]}});
     for i in 0..3 {
         let name = format!("frontend-{i}");
-        create(&c, pod(&name, json!({"app": "frontend"}), json!({"affinity": affinity}))).await;
-        assert_eq!(bound(&c, &name).await, backend_node, "{name}");
+        create(
+            &c,
+            pod(
+                &name,
+                json!({"app": "frontend"}),
+                json!({"affinity": affinity}),
+            ),
+        )
+        .await;
+        assert_eq!(bound(&s, &c, &name).await, backend_node, "{name}");
     }
 
     let mut nodes = Vec::new();
     for i in 0..3 {
         let name = format!("payment-service-{i}");
-        create(&c, pod(&name, json!({"app": "payment-service"}), json!({"affinity": anti("payment-service")}))).await;
-        nodes.push(bound(&c, &name).await);
+        create(
+            &c,
+            pod(
+                &name,
+                json!({"app": "payment-service"}),
+                json!({"affinity": anti("payment-service")}),
+            ),
+        )
+        .await;
+        nodes.push(bound(&s, &c, &name).await);
     }
     nodes.sort();
     assert_eq!(nodes, vec!["node1", "node2", "node3"]);
-    create(&c, pod("payment-service-3", json!({"app": "payment-service"}), json!({"affinity": anti("payment-service")}))).await;
-    let msg = unschedulable(&c, "payment-service-3").await;
+    create(
+        &c,
+        pod(
+            "payment-service-3",
+            json!({"app": "payment-service"}),
+            json!({"affinity": anti("payment-service")}),
+        ),
+    )
+    .await;
+    let msg = unschedulable(&s, &c, "payment-service-3").await;
     assert_eq!(
         msg,
         "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
@@ -167,24 +207,50 @@ async fn taints_keep_out_pods_without_a_matching_toleration() {
     let c = client(&s).await;
     three_nodes(&c).await;
     let kubectl = tool("kubectl-1.35");
-    ok(&s, &kubectl, &["taint", "nodes", "node1", "key=value:NoSchedule"], None);
+    ok(
+        &s,
+        &kubectl,
+        &["taint", "nodes", "node1", "key=value:NoSchedule"],
+        None,
+    );
 
     let on_node1 = |tolerations: Value| json!({"nodeSelector": {"kubernetes.io/hostname": "node1"}, "tolerations": tolerations});
-    create(&c, pod("allowed-pod", json!({}), on_node1(json!([
-        {"key": "key", "operator": "Equal", "value": "value", "effect": "NoSchedule"}]))))
+    create(
+        &c,
+        pod(
+            "allowed-pod",
+            json!({}),
+            on_node1(json!([
+        {"key": "key", "operator": "Equal", "value": "value", "effect": "NoSchedule"}])),
+        ),
+    )
     .await;
-    create(&c, pod("exists-pod", json!({}), on_node1(json!([
-        {"key": "key", "operator": "Exists", "effect": "NoSchedule"}]))))
+    create(
+        &c,
+        pod(
+            "exists-pod",
+            json!({}),
+            on_node1(json!([
+        {"key": "key", "operator": "Exists", "effect": "NoSchedule"}])),
+        ),
+    )
     .await;
-    create(&c, pod("blocked-pod", json!({}), on_node1(json!([
-        {"key": "key", "operator": "Equal", "value": "wrong-value", "effect": "NoSchedule"}]))))
+    create(
+        &c,
+        pod(
+            "blocked-pod",
+            json!({}),
+            on_node1(json!([
+        {"key": "key", "operator": "Equal", "value": "wrong-value", "effect": "NoSchedule"}])),
+        ),
+    )
     .await;
     create(&c, pod("plain-pod", json!({}), json!({}))).await;
-    assert_eq!(bound(&c, "allowed-pod").await, "node1");
-    assert_eq!(bound(&c, "exists-pod").await, "node1");
-    assert_ne!(bound(&c, "plain-pod").await, "node1");
+    assert_eq!(bound(&s, &c, "allowed-pod").await, "node1");
+    assert_eq!(bound(&s, &c, "exists-pod").await, "node1");
+    assert_ne!(bound(&s, &c, "plain-pod").await, "node1");
     assert_eq!(
-        unschedulable(&c, "blocked-pod").await,
+        unschedulable(&s, &c, "blocked-pod").await,
         "0/3 nodes are available: 1 node(s) had untolerated taint(s), 2 node(s) didn't match Pod's node affinity/selector. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
     );
 }
@@ -194,8 +260,12 @@ async fn a_pod_larger_than_any_node_stays_pending_with_the_reason() {
     let s = TestServer::start();
     let c = client(&s).await;
     three_nodes(&c).await;
-    create(&c, pod("huge", json!({}), json!({"containers": cpu("100")}))).await;
-    let msg = unschedulable(&c, "huge").await;
+    create(
+        &c,
+        pod("huge", json!({}), json!({"containers": cpu("100")})),
+    )
+    .await;
+    let msg = unschedulable(&s, &c, "huge").await;
     assert_eq!(
         msg,
         "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
@@ -216,7 +286,10 @@ async fn high_priority_pods_preempt_unless_their_policy_is_never() {
     let c = client(&s).await;
     three_nodes(&c).await;
     let classes: Api<PriorityClass> = Api::all(c.clone());
-    for (name, policy) in [("high-priority", "PreemptLowerPriority"), ("high-priority-nonpreempting", "Never")] {
+    for (name, policy) in [
+        ("high-priority", "PreemptLowerPriority"),
+        ("high-priority-nonpreempting", "Never"),
+    ] {
         let pc: PriorityClass = serde_json::from_value(json!({
             "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
             "metadata": {"name": name}, "value": 1_000_000, "preemptionPolicy": policy,
@@ -227,21 +300,45 @@ async fn high_priority_pods_preempt_unless_their_policy_is_never() {
     // fill the cluster: 3 cpu of 4 on every node
     for i in 1..=3 {
         let name = format!("filler-{i}");
-        create(&c, pod(&name, json!({"app": "filler"}), json!({"containers": cpu("3"),
-            "nodeSelector": {"kubernetes.io/hostname": format!("node{i}")}}))).await;
-        bound(&c, &name).await;
+        create(
+            &c,
+            pod(
+                &name,
+                json!({"app": "filler"}),
+                json!({"containers": cpu("3"),
+            "nodeSelector": {"kubernetes.io/hostname": format!("node{i}")}}),
+            ),
+        )
+        .await;
+        bound(&s, &c, &name).await;
     }
 
-    create(&c, pod("waiting", json!({}), json!({"containers": cpu("2"), "priorityClassName": "high-priority-nonpreempting"}))).await;
+    create(
+        &c,
+        pod(
+            "waiting",
+            json!({}),
+            json!({"containers": cpu("2"), "priorityClassName": "high-priority-nonpreempting"}),
+        ),
+    )
+    .await;
     assert_eq!(
-        unschedulable(&c, "waiting").await,
+        unschedulable(&s, &c, "waiting").await,
         "0/3 nodes are available: 3 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never."
     );
     let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
     pods.delete("waiting", &Default::default()).await.unwrap();
 
-    create(&c, pod("important", json!({}), json!({"containers": cpu("2"), "priorityClassName": "high-priority"}))).await;
-    let node = bound(&c, "important").await;
+    create(
+        &c,
+        pod(
+            "important",
+            json!({}),
+            json!({"containers": cpu("2"), "priorityClassName": "high-priority"}),
+        ),
+    )
+    .await;
+    let node = bound(&s, &c, "important").await;
     let remaining: Vec<String> = pods
         .list(&ListParams::default().labels("app=filler"))
         .await
@@ -254,5 +351,8 @@ async fn high_priority_pods_preempt_unless_their_policy_is_never() {
     assert_eq!(remaining.len(), 2, "exactly one victim");
     assert!(!remaining.contains(&node), "the victim was on {node}");
     let p = pods.get("important").await.unwrap();
-    assert_eq!(p.status.and_then(|s| s.nominated_node_name).as_deref(), Some(node.as_str()));
+    assert_eq!(
+        p.status.and_then(|s| s.nominated_node_name).as_deref(),
+        Some(node.as_str())
+    );
 }

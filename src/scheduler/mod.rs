@@ -159,7 +159,7 @@ impl Scheduler {
                 self.queue.remove(&outcome.uid);
             }
             Err(e) => {
-                tracing::debug!(uid = %outcome.uid, error = %e, "binding failed; retrying");
+                tracing::info!(uid = %outcome.uid, error = %e, "binding failed; retrying");
                 self.cache.forget(&outcome.uid);
                 let gone = matches!(&e, kube::Error::Api(s) if s.code == 404);
                 if gone {
