@@ -250,6 +250,14 @@ impl PodInfo {
         }
     }
 
+    /// True when the pod has any required or preferred pod (anti-)affinity term.
+    pub fn has_affinity_terms(&self) -> bool {
+        !(self.required_affinity.is_empty()
+            && self.required_anti_affinity.is_empty()
+            && self.preferred_affinity.is_empty()
+            && self.preferred_anti_affinity.is_empty())
+    }
+
     /// `namespace/name`, as events and logs name pods.
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
@@ -375,6 +383,10 @@ pub struct Snapshot {
     pub budgets: Vec<BudgetInfo>,
     /// Pending pods that preemption nominated to a node.
     pub nominated: Vec<Arc<PodInfo>>,
+    /// Placed pods with required anti-affinity terms (lets the common case skip a full scan).
+    pub anti_affinity_pods: usize,
+    /// Placed pods with any required or preferred pod (anti-)affinity term.
+    pub affinity_pods: usize,
 }
 
 impl Snapshot {
@@ -395,6 +407,7 @@ impl Snapshot {
     }
 
     pub fn add_pod(&mut self, pod: Arc<PodInfo>) {
+        self.count_terms(&pod, 1);
         let node = pod.node_name.clone();
         self.nodes
             .entry(node.clone())
@@ -408,7 +421,19 @@ impl Snapshot {
         if !info.exists && info.pods.is_empty() {
             self.nodes.remove(node);
         }
+        if let Some(p) = &pod {
+            self.count_terms(p, -1);
+        }
         pod
+    }
+
+    fn count_terms(&mut self, pod: &PodInfo, delta: isize) {
+        if !pod.required_anti_affinity.is_empty() {
+            self.anti_affinity_pods = self.anti_affinity_pods.saturating_add_signed(delta);
+        }
+        if pod.has_affinity_terms() {
+            self.affinity_pods = self.affinity_pods.saturating_add_signed(delta);
+        }
     }
 }
 

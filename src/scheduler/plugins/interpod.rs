@@ -46,6 +46,10 @@ impl State {
                 .all(|t| t.matches(pod, &snap.namespace_labels)),
             ..State::default()
         };
+        let own = !pod.required_affinity.is_empty() || !pod.required_anti_affinity.is_empty();
+        if !own && snap.anti_affinity_pods == 0 {
+            return s;
+        }
         for node in snap.existing_nodes() {
             for other in &node.pods {
                 s.update(pod, other, node, snap, 1);
@@ -137,6 +141,9 @@ pub fn scores(pod: &PodInfo, nodes: &[&NodeInfo], snap: &Snapshot) -> Vec<i64> {
     let ns = &snap.namespace_labels;
     let mut domains: HashMap<Pair, i64> = HashMap::new();
     let has_own = !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
+    if !has_own && snap.affinity_pods == 0 {
+        return vec![0; nodes.len()];
+    }
     for node in snap.existing_nodes() {
         for other in &node.pods {
             let others_terms = !other.required_affinity.is_empty()

@@ -97,6 +97,9 @@ pub struct State {
 impl State {
     pub fn new(pod: &PodInfo, snap: &Snapshot) -> State {
         let hard = constraints(pod, true);
+        if hard.is_empty() {
+            return State::default();
+        }
         let mut counts = vec![BTreeMap::new(); hard.len()];
         for node in snap.existing_nodes() {
             for (c, domain) in hard.iter().zip(counts.iter_mut()) {
