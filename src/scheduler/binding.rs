@@ -11,12 +11,19 @@ use serde_json::json;
 
 use super::snapshot::{DEFAULT_SCHEDULER_NAME, PodInfo};
 
+/// Events waiting to be written; beyond this many, new ones are dropped (as upstream's event
+/// broadcaster drops them) so events never slow bindings down.
+const EVENT_BACKLOG: usize = 10_000;
+/// Events written at once by the background recorder.
+const EVENT_WRITERS: usize = 4;
+
 /// Writes on behalf of the scheduler.
 #[derive(Clone)]
 pub struct Writer {
     client: kube::Client,
     /// `reportingInstance` of events (upstream: `default-scheduler-<host>`).
     instance: String,
+    events: tokio::sync::mpsc::Sender<(String, Event)>,
 }
 
 fn pods(client: &kube::Client, ns: &str) -> Api<Pod> {
@@ -24,8 +31,28 @@ fn pods(client: &kube::Client, ns: &str) -> Api<Pod> {
 }
 
 impl Writer {
+    /// Starts the background event recorder; it ends when every `Writer` clone is dropped.
     pub fn new(client: kube::Client, instance: String) -> Writer {
-        Writer { client, instance }
+        let (events, rx) = tokio::sync::mpsc::channel::<(String, Event)>(EVENT_BACKLOG);
+        let recorder = client.clone();
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            tokio_stream::wrappers::ReceiverStream::new(rx)
+                .for_each_concurrent(EVENT_WRITERS, |(ns, event)| {
+                    let api: Api<Event> = Api::namespaced(recorder.clone(), &ns);
+                    async move {
+                        if let Err(e) = api.create(&PostParams::default(), &event).await {
+                            tracing::debug!(error = %e, "could not record event");
+                        }
+                    }
+                })
+                .await;
+        });
+        Writer {
+            client,
+            instance,
+            events,
+        }
     }
 
     /// `POST pods/<name>/binding`.
@@ -47,8 +74,9 @@ impl Writer {
             .map(|_| ())
     }
 
-    /// Records an event about `pod` (best effort: a failed event is logged, never retried).
-    pub async fn event(&self, pod: &PodInfo, kind: &str, reason: &str, action: &str, note: String) {
+    /// Queues an event about `pod` for the background recorder (best effort: a failed or
+    /// dropped event is logged, never retried).
+    pub fn event(&self, pod: &PodInfo, kind: &str, reason: &str, action: &str, note: String) {
         let now = k8s_openapi::jiff::Timestamp::now();
         let event = Event {
             metadata: ObjectMeta {
@@ -73,17 +101,19 @@ impl Writer {
             reporting_instance: Some(self.instance.clone()),
             ..Event::default()
         };
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &pod.namespace);
-        if let Err(e) = api.create(&PostParams::default(), &event).await {
-            tracing::debug!(pod = %pod.key(), reason, error = %e, "could not record event");
+        if self
+            .events
+            .try_send((pod.namespace.clone(), event))
+            .is_err()
+        {
+            tracing::debug!(pod = %pod.key(), reason, "event backlog full; dropping event");
         }
     }
 
     /// The `Scheduled` event upstream records after a successful binding.
-    pub async fn scheduled(&self, pod: &PodInfo, node: &str) {
+    pub fn scheduled(&self, pod: &PodInfo, node: &str) {
         let note = format!("Successfully assigned {} to {node}", pod.key());
-        self.event(pod, "Normal", "Scheduled", "Binding", note)
-            .await;
+        self.event(pod, "Normal", "Scheduled", "Binding", note);
     }
 
     /// The `FailedScheduling` event, and (when `condition`) `PodScheduled=False` with reason
@@ -95,8 +125,7 @@ impl Writer {
             "FailedScheduling",
             "Scheduling",
             message.to_string(),
-        )
-        .await;
+        );
         if !condition {
             return;
         }
@@ -148,8 +177,7 @@ impl Writer {
             Err(e) => return Err(e),
         }
         let note = format!("Preempted by pod {} on node {node}", preemptor.uid);
-        self.event(victim, "Normal", "Preempted", "Preempting", note)
-            .await;
+        self.event(victim, "Normal", "Preempted", "Preempting", note);
         Ok(())
     }
 }

@@ -18,6 +18,9 @@ use super::snapshot::{
 };
 
 /// One watch event of a type the scheduler follows.
+// Events pass by value through one channel and are consumed at once; boxing would only add an
+// allocation per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Update {
     Pod(Event<Pod>),

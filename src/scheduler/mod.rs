@@ -113,7 +113,7 @@ impl Scheduler {
                         result,
                     });
                     if ok {
-                        writer.scheduled(&pod, &placement.node).await;
+                        writer.scheduled(&pod, &placement.node);
                     }
                 });
             }

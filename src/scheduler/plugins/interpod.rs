@@ -117,7 +117,7 @@ pub fn filter(pod: &PodInfo, state: &State, node: &NodeInfo) -> Result<(), Rejec
                 exist = false;
             }
         }
-        if !exist && !(state.affinity.is_empty() && state.self_match) {
+        if !exist && (!state.affinity.is_empty() || !state.self_match) {
             return Err(Rejection::unresolvable(REASON_AFFINITY));
         }
     }
