@@ -176,7 +176,11 @@ async fn end_to_end(nodes: usize, pods: usize) -> anyhow::Result<(f64, Duration)
     if let Err(e) = store.close().await {
         eprintln!("warning: closing the benchmark store: {e}");
     }
-    anyhow::ensure!(bound.len() >= pods, "only {} of {pods} pods were bound", bound.len());
+    anyhow::ensure!(
+        bound.len() >= pods,
+        "only {} of {pods} pods were bound",
+        bound.len()
+    );
     Ok((pods as f64 / elapsed.as_secs_f64(), elapsed))
 }
 
