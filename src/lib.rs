@@ -7,5 +7,6 @@ pub mod cli;
 pub mod client;
 pub mod controllers;
 pub mod kubelet;
+pub mod scheduler;
 pub mod server;
 pub mod store;

@@ -200,8 +200,13 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
         .context("reading the RBAC policy")?;
     api.set_ready();
     crate::controllers::spawn(
-        crate::client::InProcess::new(router),
+        crate::client::InProcess::new(router.clone()),
         controllers_config(args, pki.server_ca_pem()),
+        tx.subscribe(),
+    );
+    crate::scheduler::spawn(
+        crate::client::in_process(router, crate::scheduler::identity()),
+        crate::scheduler::Config::default(),
         tx.subscribe(),
     );
     tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "API server ready");

@@ -656,7 +656,13 @@ where
         }
         let mut new = current.object.clone();
         f(&mut new)?;
-        let errs = registry::validate(def, &new, Some(&current.object));
+        // Binding sets spec.nodeName, which ordinary pod updates may not change (upstream's
+        // binding storage assigns the pod without update validation).
+        let errs = if ctx.req.subresource == Some(Subresource::Binding) {
+            Vec::new()
+        } else {
+            registry::validate(def, &new, Some(&current.object))
+        };
         if !errs.is_empty() {
             return Err(ApiError::invalid(def.kind, def.group, ctx.name(), errs));
         }
