@@ -1,26 +1,36 @@
 //! The controllers `skiff server` runs after the API server is ready: the garbage collector and
-//! the namespace lifecycle controller, fed by one shared metadata watch per stored resource type.
+//! the namespace lifecycle controller, fed by one shared metadata watch per stored resource type,
+//! and the workload controllers (Deployment, ReplicaSet, ReplicationController), fed by one
+//! shared informer per workload type.
 //! They reach the cluster only through a `kube::Client`; they never touch the store and never
 //! exit the process (errors are returned to the composition root).
 
+pub mod deployment;
 pub mod garbage_collector;
 mod graph;
 mod monitors;
 pub mod namespace;
+pub mod pod_control;
 mod queue;
+pub mod replicaset;
 
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use kube::Api;
 use kube::core::ApiResource;
 use kube::core::DynamicObject;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::apiserver::resources::{BUILTIN, ResourceDef, Storage};
 use crate::auth::UserIdentity;
 
+pub use deployment::DeploymentControllerConfig;
 pub use garbage_collector::GarbageCollectorConfig;
 pub use namespace::NamespaceControllerConfig;
+pub use replicaset::ReplicaSetControllerConfig;
 
 /// Errors of the controllers' composition (each controller has its own error type as well).
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +39,10 @@ pub enum Error {
     GarbageCollector(#[from] garbage_collector::Error),
     #[error("namespace controller: {0}")]
     Namespace(#[from] namespace::Error),
+    #[error("replica set controller: {0}")]
+    ReplicaSet(#[from] replicaset::Error),
+    #[error("deployment controller: {0}")]
+    Deployment(#[from] deployment::Error),
     #[error("controller task {name} panicked or was aborted: {source}")]
     Task {
         name: &'static str,
@@ -41,6 +55,9 @@ pub enum Error {
 pub struct Config {
     pub garbage_collector: GarbageCollectorConfig,
     pub namespace: NamespaceControllerConfig,
+    /// Shared by the ReplicaSet and ReplicationController controllers.
+    pub replica_set: ReplicaSetControllerConfig,
+    pub deployment: DeploymentControllerConfig,
 }
 
 /// The identity the controllers act as, as upstream's kube-controller-manager does.
@@ -64,6 +81,7 @@ pub async fn run(
     config: Config,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
+    let (informers, workloads) = spawn_workloads(&client, &config, &shutdown);
     let (gc_tx, gc_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
     let (ns_tx, ns_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
     let monitors = monitors::spawn(
@@ -88,6 +106,14 @@ pub async fn run(
     for handle in monitors {
         handle.abort();
     }
+    for (name, handle) in workloads {
+        handle
+            .await
+            .map_err(|source| Error::Task { name, source })??;
+    }
+    for handle in informers {
+        handle.abort();
+    }
     gc.map_err(|source| Error::Task {
         name: "garbage-collector",
         source,
@@ -97,6 +123,89 @@ pub async fn run(
         source,
     })??;
     Ok(())
+}
+
+/// Starts the shared pod, ReplicaSet, ReplicationController and Deployment informers and the
+/// three workload controllers on them. Returns the informer tasks and the controller tasks.
+#[allow(clippy::type_complexity)]
+fn spawn_workloads(
+    client: &kube::Client,
+    config: &Config,
+    shutdown: &watch::Receiver<bool>,
+) -> (
+    Vec<JoinHandle<()>>,
+    Vec<(&'static str, JoinHandle<Result<(), Error>>)>,
+) {
+    use deployment::DeploymentController;
+    use deployment::informer::Informer;
+    use replicaset::ReplicaController;
+
+    let mut pods = Informer::<Pod>::new(client.clone());
+    let mut replica_sets = Informer::<ReplicaSet>::new(client.clone());
+    let mut rcs = Informer::<ReplicationController>::new(client.clone());
+    let mut deployments = Informer::<Deployment>::new(client.clone());
+    let rs_ctl = ReplicaController::<ReplicaSet>::new(
+        client.clone(),
+        &config.replica_set,
+        replica_sets.store(),
+        pods.store(),
+    );
+    let rc_ctl = ReplicaController::<ReplicationController>::new(
+        client.clone(),
+        &config.replica_set,
+        rcs.store(),
+        pods.store(),
+    );
+    let d_ctl = DeploymentController::new(
+        client.clone(),
+        &config.deployment,
+        deployments.store(),
+        replica_sets.store(),
+        pods.store(),
+    );
+    let c = rs_ctl.clone();
+    pods.on_change(move |change| c.on_pod_change(change));
+    let c = rc_ctl.clone();
+    pods.on_change(move |change| c.on_pod_change(change));
+    let c = d_ctl.clone();
+    pods.on_change(move |change| c.on_pod_change(change));
+    let c = rs_ctl.clone();
+    replica_sets.on_change(move |change| c.on_owner_change(change));
+    let c = d_ctl.clone();
+    replica_sets.on_change(move |change| c.on_replica_set_change(change));
+    let c = rc_ctl.clone();
+    rcs.on_change(move |change| c.on_owner_change(change));
+    let c = d_ctl.clone();
+    deployments.on_change(move |change| c.on_deployment_change(change));
+
+    let informers = vec![
+        tokio::spawn(pods.run(shutdown.clone())),
+        tokio::spawn(replica_sets.run(shutdown.clone())),
+        tokio::spawn(rcs.run(shutdown.clone())),
+        tokio::spawn(deployments.run(shutdown.clone())),
+    ];
+    let workers = config.replica_set.workers;
+    let rs_task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { Ok(rs_ctl.run(workers, shutdown).await?) }
+    });
+    let rc_task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { Ok(rc_ctl.run(workers, shutdown).await?) }
+    });
+    let workers = config.deployment.workers;
+    let d_task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { Ok(d_ctl.run(workers, shutdown).await?) }
+    });
+    (
+        informers,
+        vec![
+            ("replicaset", rs_task),
+            ("replicationcontroller", rc_task),
+            ("deployment", d_task),
+        ],
+    )
 }
 
 /// Starts [`run`] on its own task, logging its outcome; for the composition root.
