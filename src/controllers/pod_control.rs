@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{
-    Event, EventSource, ObjectReference, Pod, PodSpec, PodTemplateSpec,
-};
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -131,7 +129,7 @@ pub(crate) fn pod_from_template(template: &PodTemplateSpec, owner: &Owner) -> Po
             owner_references: Some(vec![owner.controller_ref()]),
             ..Default::default()
         },
-        spec: Some(template.spec.clone().unwrap_or_else(PodSpec::default)),
+        spec: Some(template.spec.clone().unwrap_or_default()),
         status: None,
     }
 }
@@ -607,7 +605,7 @@ pub(crate) fn selects(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition, PodStatus};
+    use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition, PodSpec, PodStatus};
 
     fn owner() -> Owner {
         Owner {

@@ -612,11 +612,12 @@ impl<K: ReplicaKind> ReplicaController<K> {
         }
         let mut failure = None;
         let mut manage_error = None;
-        if needs_sync && !view.deleting {
-            if let Err((f, e)) = self.manage(key, &view, &owned, &refs).await {
-                failure = Some(f);
-                manage_error = Some(e);
-            }
+        if needs_sync
+            && !view.deleting
+            && let Err((f, e)) = self.manage(key, &view, &owned, &refs).await
+        {
+            failure = Some(f);
+            manage_error = Some(e);
         }
         let now = Timestamp::now();
         let status = compute_status(&view, &owned, failure.as_ref(), now);

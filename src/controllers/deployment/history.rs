@@ -348,6 +348,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn annotations_bump_revision_and_record_history_on_reuse() {
         let mut d = deployment(3, json!(1), json!(0));
         d.metadata.annotations = Some(

@@ -358,6 +358,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn progressing_condition_follows_the_rollout() {
         let base = deployment(3, json!(1), json!(0));
         let p = Params::of(&base);
