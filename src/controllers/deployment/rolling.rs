@@ -4,14 +4,19 @@
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 
-use super::sync::{Params, available_replicas, by_creation, spec_replicas};
+use super::sync::{Params, available_replicas, by_creation, spec_replicas, status_replicas};
 
 /// `NewRSNewReplicas` for a rolling update: the new ReplicaSet's size after one scale-up step.
 pub(crate) fn new_rs_new_replicas(params: &Params, all: &[&ReplicaSet], new: &ReplicaSet) -> i32 {
     if !params.rolling {
         return params.replicas;
     }
-    let current: i32 = all.iter().map(|rs| spec_replicas(rs)).sum();
+    // Pods an old ReplicaSet has not deleted yet still count (its status lags its spec right
+    // after a scale-down); upstream counts spec only and can overshoot maxSurge briefly.
+    let current: i32 = all
+        .iter()
+        .map(|rs| spec_replicas(rs).max(status_replicas(rs)))
+        .sum();
     let max_total = params.replicas.saturating_add(params.max_surge);
     let new_size = spec_replicas(new);
     if current >= max_total {
@@ -74,8 +79,12 @@ pub(crate) fn old_scale_down_plan(
         cleaned += down;
     }
 
-    // Then healthy ones, as long as enough stay available.
-    let available: i32 = sorted.iter().map(|rs| available_replicas(rs)).sum::<i32>()
+    // Then healthy ones, as long as enough stay available. An old ReplicaSet never keeps more
+    // available pods than its size, whatever its lagging status still says.
+    let available: i32 = sorted
+        .iter()
+        .map(|rs| available_replicas(rs).min(spec_replicas(rs)))
+        .sum::<i32>()
         + new.map_or(0, available_replicas);
     if available > min_available {
         let budget = available - min_available;
@@ -160,6 +169,23 @@ mod tests {
                 "{replicas} {surge} {unavailable} old {os}/{oa} new {ns}/{na}"
             );
         }
+    }
+
+    #[test]
+    fn lagging_status_of_a_shrunk_old_set_holds_back_both_steps() {
+        let p = params(4, 1, 1);
+        // old was scaled 4 -> 3 but its status still reports 4 pods, all available
+        let mut old = rs("old", 1, 3, 4, &[]);
+        old.status.as_mut().unwrap().replicas = 4;
+        let new = rs("new", 2, 1, 1, &[]);
+        assert_eq!(
+            new_rs_target(&p, &[&old, &new], &new),
+            None,
+            "4 old pods + 1 new = surge limit"
+        );
+        // available counted as at most 3 for old: 3 + 1 = 4, min 3, so one more may go
+        let plan = old_scale_down_plan(&p, &[&old, &new], &[&old], Some(&new));
+        assert_eq!(plan, vec![("old".to_string(), 2)]);
     }
 
     #[test]
