@@ -34,7 +34,7 @@ fn kubectl_in(s: &TestServer, args: &[&str], stdin: &str) -> String {
     ok(s, &tool("kubectl-1.35"), args, Some(stdin))
 }
 
-async fn eventually<F, Fut>(what: &str, mut check: F)
+async fn eventually<F, Fut>(s: &TestServer, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -46,7 +46,18 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("timed out waiting until {what}");
+    let state = common::run(
+        s,
+        &tool("kubectl-1.35"),
+        &["get", "deployments,replicasets,pods", "-o", "wide"],
+        None,
+    );
+    panic!(
+        "timed out waiting until {what}; cluster:\n{}{}\nserver log tail:\n{}",
+        String::from_utf8_lossy(&state.stdout),
+        String::from_utf8_lossy(&state.stderr),
+        common::tail(&s.log(), 60)
+    );
 }
 
 fn is_ready(p: &Pod) -> bool {
@@ -157,11 +168,11 @@ async fn deployment_scales_up_down_and_replaces_deleted_pods() {
         &["apply", "-f", "-"],
         &deployment_yaml("web", 3, "type: RollingUpdate", "busybox:1"),
     );
-    eventually("3 pods are ready", || async {
+    eventually(&s, "3 pods are ready", || async {
         ready_count(&pods, "app=web").await == 3
     })
     .await;
-    eventually("the deployment reports 3 available", || {
+    eventually(&s, "the deployment reports 3 available", || {
         deployment_settled(&deploys, "web", 3)
     })
     .await;
@@ -215,29 +226,29 @@ async fn deployment_scales_up_down_and_replaces_deleted_pods() {
     );
 
     kubectl(&s, &["scale", "deployment/web", "--replicas=10"]);
-    eventually("10 pods are ready", || async {
+    eventually(&s, "10 pods are ready", || async {
         ready_count(&pods, "app=web").await == 10
     })
     .await;
-    eventually("the deployment reports 10", || {
+    eventually(&s, "the deployment reports 10", || {
         deployment_settled(&deploys, "web", 10)
     })
     .await;
 
     let victim = live_pods(&pods, "app=web").await[0].name_any();
     kubectl(&s, &["delete", "pod", &victim]);
-    eventually("the deleted pod is replaced", || async {
+    eventually(&s, "the deleted pod is replaced", || async {
         let live = live_pods(&pods, "app=web").await;
         live.len() == 10 && live.iter().all(|p| p.name_any() != victim) && live.iter().all(is_ready)
     })
     .await;
 
     kubectl(&s, &["scale", "deployment/web", "--replicas=0"]);
-    eventually("all pods are gone", || async {
+    eventually(&s, "all pods are gone", || async {
         live_pods(&pods, "app=web").await.is_empty()
     })
     .await;
-    eventually("the deployment reports 0", || {
+    eventually(&s, "the deployment reports 0", || {
         deployment_settled(&deploys, "web", 0)
     })
     .await;
@@ -296,11 +307,11 @@ async fn rolling_update_stays_within_max_surge_and_max_unavailable() {
         &["apply", "-f", "-"],
         &deployment_yaml("roll", 4, strategy, "busybox:1"),
     );
-    eventually("v1 is rolled out", || {
+    eventually(&s, "v1 is rolled out", || {
         deployment_settled(&deploys, "roll", 4)
     })
     .await;
-    eventually("4 pods are ready", || async {
+    eventually(&s, "4 pods are ready", || async {
         ready_count(&pods, "app=roll").await == 4
     })
     .await;
@@ -354,7 +365,7 @@ async fn rolling_update_stays_within_max_surge_and_max_unavailable() {
         &["rollout", "status", "deployment/roll", "--timeout=60s"],
     );
     assert!(out.contains("successfully rolled out"), "{out}");
-    eventually("only v2 pods are left", || async {
+    eventually(&s, "only v2 pods are left", || async {
         let live = live_pods(&pods, "app=roll").await;
         live.len() == 4
             && live.iter().all(|p| {
@@ -484,7 +495,7 @@ async fn rollout_history_undo_pause_resume_and_restart_behave_as_upstream() {
 
     // pause: a template change makes no new replica set until resumed
     kubectl(&s, &["rollout", "pause", "deployment/app"]);
-    eventually("the deployment reports the pause", || async {
+    eventually(&s, "the deployment reports the pause", || async {
         let d = deploys.get("app").await.unwrap();
         d.status.unwrap().conditions.unwrap().iter().any(|c| {
             c.type_ == "Progressing"
@@ -552,7 +563,7 @@ async fn rollout_history_undo_pause_resume_and_restart_behave_as_upstream() {
             r#"{"spec":{"revisionHistoryLimit":1}}"#,
         ],
     );
-    eventually("only one old replica set is kept", || async {
+    eventually(&s, "only one old replica set is kept", || async {
         rss.list(&ListParams::default().labels("app=app"))
             .await
             .unwrap()
@@ -575,7 +586,7 @@ async fn recreate_deletes_all_old_pods_before_creating_new_ones() {
         &["apply", "-f", "-"],
         &deployment_yaml("rec", 3, "type: Recreate", "busybox:1"),
     );
-    eventually("v1 is rolled out", || {
+    eventually(&s, "v1 is rolled out", || {
         deployment_settled(&deploys, "rec", 3)
     })
     .await;
@@ -619,7 +630,7 @@ async fn recreate_deletes_all_old_pods_before_creating_new_ones() {
         &["rollout", "status", "deployment/rec", "--timeout=60s"],
     );
     assert!(out.contains("successfully rolled out"), "{out}");
-    eventually("3 v2 pods run", || async {
+    eventually(&s, "3 v2 pods run", || async {
         let live = live_pods(&pods, "app=rec").await;
         live.len() == 3
             && live.iter().all(|p| {
@@ -673,7 +684,7 @@ spec:
 ",
     );
     let rcs: Api<ReplicationController> = Api::namespaced(client.clone(), "default");
-    eventually("3 ready replicas are reported", || async {
+    eventually(&s, "3 ready replicas are reported", || async {
         let rc = rcs.get("rc").await.unwrap();
         let st = rc.status.unwrap_or_default();
         st.replicas == 3
@@ -706,7 +717,7 @@ spec:
         .unwrap()
         .name_any();
     kubectl(&s, &["label", "pod", &released, "app=other", "--overwrite"]);
-    eventually("the relabeled pod is released and replaced", || async {
+    eventually(&s, "the relabeled pod is released and replaced", || async {
         let p = pods.get(&released).await.unwrap();
         p.owner_references().is_empty() && live_pods(&pods, "app=rc").await.len() == 3
     })

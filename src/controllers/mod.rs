@@ -178,26 +178,29 @@ fn spawn_workloads(
     let c = d_ctl.clone();
     deployments.on_change(move |change| c.on_deployment_change(change));
 
+    let workers = config.replica_set.workers;
+    let rs_task = tokio::spawn({
+        let synced = vec![replica_sets.synced(), pods.synced()];
+        let shutdown = shutdown.clone();
+        async move { Ok(rs_ctl.run(workers, synced, shutdown).await?) }
+    });
+    let rc_task = tokio::spawn({
+        let synced = vec![rcs.synced(), pods.synced()];
+        let shutdown = shutdown.clone();
+        async move { Ok(rc_ctl.run(workers, synced, shutdown).await?) }
+    });
+    let workers = config.deployment.workers;
+    let d_task = tokio::spawn({
+        let synced = vec![deployments.synced(), replica_sets.synced(), pods.synced()];
+        let shutdown = shutdown.clone();
+        async move { Ok(d_ctl.run(workers, synced, shutdown).await?) }
+    });
     let informers = vec![
         tokio::spawn(pods.run(shutdown.clone())),
         tokio::spawn(replica_sets.run(shutdown.clone())),
         tokio::spawn(rcs.run(shutdown.clone())),
         tokio::spawn(deployments.run(shutdown.clone())),
     ];
-    let workers = config.replica_set.workers;
-    let rs_task = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move { Ok(rs_ctl.run(workers, shutdown).await?) }
-    });
-    let rc_task = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move { Ok(rc_ctl.run(workers, shutdown).await?) }
-    });
-    let workers = config.deployment.workers;
-    let d_task = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move { Ok(d_ctl.run(workers, shutdown).await?) }
-    });
     (
         informers,
         vec![

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use super::deployment::informer::Change;
+use super::deployment::informer::{Change, wait_synced};
 use super::pod_control::{self, EventRecorder, Expectations, Owner, controller_of, selects};
 use super::queue::WorkQueue;
 use super::stopped;
@@ -531,18 +531,21 @@ impl<K: ReplicaKind> ReplicaController<K> {
         }
     }
 
-    /// Runs the workers until `shutdown` turns true.
+    /// Runs the workers, once every cache in `synced` has listed, until `shutdown` turns true.
     pub(crate) async fn run(
         self: Arc<Self>,
         workers: usize,
+        synced: Vec<watch::Receiver<bool>>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), Error> {
         tokio::select! {
             () = stopped(&mut shutdown) => return Ok(()),
-            ready = async {
-                self.owners.wait_until_ready().await?;
-                self.pods.wait_until_ready().await
-            } => ready.map_err(|_| Error::CacheDropped)?,
+            ready = wait_synced(synced) => {
+                if !ready {
+                    // the informers end only when shutting down or failing
+                    return if *shutdown.borrow() { Ok(()) } else { Err(Error::CacheDropped) };
+                }
+            }
         }
         let mut set = JoinSet::new();
         for _ in 0..workers.max(1) {

@@ -39,6 +39,19 @@ where
     store: Store<K>,
     writer: reflector::store::Writer<K>,
     handlers: Vec<Handler<K>>,
+    /// Turns true after the first complete list. kube-runtime's `Store::wait_until_ready` wakes
+    /// only one of several concurrent waiters, so shared caches signal readiness here.
+    synced: watch::Sender<bool>,
+}
+
+/// Resolves true once every receiver has seen its cache synced (false if an informer is gone).
+pub(crate) async fn wait_synced(synced: Vec<watch::Receiver<bool>>) -> bool {
+    for mut rx in synced {
+        if rx.wait_for(|s| *s).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 impl<K> Informer<K>
@@ -54,12 +67,18 @@ where
             store,
             writer,
             handlers: Vec::new(),
+            synced: watch::Sender::new(false),
         }
     }
 
     /// The read side of the cache; ready once the first list is complete.
     pub(crate) fn store(&self) -> Store<K> {
         self.store.clone()
+    }
+
+    /// A receiver that turns true once the cache has listed everything.
+    pub(crate) fn synced(&self) -> watch::Receiver<bool> {
+        self.synced.subscribe()
     }
 
     /// Registers `handler` for every later change.
@@ -128,6 +147,7 @@ where
                     }
                 }
                 listed.clear();
+                self.synced.send_replace(true);
             }
         }
     }

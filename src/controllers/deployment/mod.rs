@@ -229,19 +229,21 @@ impl DeploymentController {
         }
     }
 
-    /// Runs the workers until `shutdown` turns true.
+    /// Runs the workers, once every cache in `synced` has listed, until `shutdown` turns true.
     pub(crate) async fn run(
         self: Arc<Self>,
         workers: usize,
+        synced: Vec<watch::Receiver<bool>>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), Error> {
         tokio::select! {
             () = stopped(&mut shutdown) => return Ok(()),
-            ready = async {
-                self.deployments.wait_until_ready().await?;
-                self.replica_sets.wait_until_ready().await?;
-                self.pods.wait_until_ready().await
-            } => ready.map_err(|_| Error::CacheDropped)?,
+            ready = informer::wait_synced(synced) => {
+                if !ready {
+                    // the informers end only when shutting down or failing
+                    return if *shutdown.borrow() { Ok(()) } else { Err(Error::CacheDropped) };
+                }
+            }
         }
         let mut set = JoinSet::new();
         for _ in 0..workers.max(1) {
