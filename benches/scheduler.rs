@@ -92,14 +92,31 @@ async fn end_to_end(nodes: usize, pods: usize) -> anyhow::Result<(f64, Duration)
     let store = Store::open(StoreConfig::new(dir.path().join("state.db")))
         .await
         .context("opening the store")?;
+    let pki = skiff::auth::pki::Pki::load_or_generate(&skiff::auth::pki::PkiConfig {
+        tls_dir: dir.path().join("tls"),
+        sans: vec![],
+        node_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        service_ip: IpAddr::V4(Ipv4Addr::new(10, 43, 0, 1)),
+        node_name: "bench".into(),
+    })
+    .context("certificates")?;
+    let authn = skiff::apiserver::authn::Authenticator::new(
+        &skiff::apiserver::authn::AuthnConfig::new(pki.client_ca_pem(), pki.service_key_pem()),
+    )
+    .context("authentication")?;
     let api = ApiServer::new(
         store.clone(),
         ApiConfig {
             service_cidr: Ipv4Cidr::parse("10.43.0.0/16").context("service cidr")?,
             node_port_range: (30000, 32767),
+            authn: std::sync::Arc::new(authn),
         },
     );
     let router = api.router();
+    tokio::spawn(skiff::apiserver::authz::sync_policy(
+        store.clone(),
+        api.authorizer.clone(),
+    ));
     let admin = skiff::client::in_process(router.clone(), skiff::client::admin());
     skiff::apiserver::bootstrap::ensure(
         &admin,
@@ -109,6 +126,10 @@ async fn end_to_end(nodes: usize, pods: usize) -> anyhow::Result<(f64, Duration)
     )
     .await
     .context("bootstrap")?;
+    // The scheduler passes RBAC as system:kube-scheduler: read the policy just written.
+    skiff::apiserver::authz::resync(&store, &api.authorizer)
+        .await
+        .context("reading the RBAC policy")?;
     api.set_ready();
 
     let node_api: Api<Node> = Api::all(admin.clone());

@@ -116,6 +116,8 @@ async fn replicaset(
         "kind": "ReplicaSet",
         "metadata": {
             "name": name,
+            // Labelled like the Deployment's selector, or the Deployment controller releases it.
+            "labels": {"app": app},
             "ownerReferences": [owner_ref(owner, true)],
             "finalizers": finalizers,
         },

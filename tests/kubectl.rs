@@ -444,7 +444,8 @@ fn delete_works_with_each_cascade_mode() {
     for (v, k) in kubectls() {
         let s = TestServer::start();
         ok(&s, &k, &["apply", "-f", "-"], Some(APP));
-        // A ReplicaSet owned by the Deployment stands in for what the deployment controller makes.
+        // A ReplicaSet owned by the Deployment (labelled to match its selector, or the Deployment
+        // controller releases it) alongside the ones the controller makes.
         let uid = ok(
             &s,
             &k,
@@ -461,7 +462,7 @@ fn delete_works_with_each_cascade_mode() {
         );
         let rs = |name: &str| {
             format!(
-                "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: {name}\n  namespace: demo\n  ownerReferences:\n  - {{apiVersion: apps/v1, kind: Deployment, name: web, uid: {uid}, controller: true, blockOwnerDeletion: true}}\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{containers: [{{name: c, image: busybox}}]}}\n"
+                "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: {name}\n  namespace: demo\n  labels: {{app: web}}\n  ownerReferences:\n  - {{apiVersion: apps/v1, kind: Deployment, name: web, uid: {uid}, controller: true, blockOwnerDeletion: true}}\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{containers: [{{name: c, image: busybox}}]}}\n"
             )
         };
         ok(&s, &k, &["apply", "-f", "-"], Some(&rs("web-rs")));

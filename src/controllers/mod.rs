@@ -1,39 +1,48 @@
 //! The controllers `skiff server` runs after the API server is ready: the garbage collector, the
 //! namespace lifecycle controller, the service-account controller, the root-CA publisher and the
 //! quota controller, fed by one shared metadata watch per stored resource type; the ClusterRole
-//! aggregation controller; and the node lifecycle controller and pod GC, fed by shared Node, Pod
-//! and Lease caches.
+//! aggregation controller; the node lifecycle controller and pod GC, fed by shared Node, Pod and
+//! Lease caches; and the workload controllers (Deployment, ReplicaSet, ReplicationController),
+//! fed by one shared informer per workload type.
 //! They reach the cluster only through a `kube::Client`; they never touch the store and never
 //! exit the process (errors are returned to the composition root).
 
 pub mod clusterrole_aggregation;
+pub mod deployment;
 pub mod garbage_collector;
 mod graph;
 mod monitors;
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod pod_control;
 pub mod pod_gc;
 mod queue;
+pub mod replicaset;
 pub mod resource_quota;
 pub mod root_ca;
 pub mod service_account;
 
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use kube::Api;
 use kube::core::ApiResource;
 use kube::core::DynamicObject;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::apiserver::resources::{BUILTIN, ResourceDef, Storage};
 use crate::auth::UserIdentity;
 use crate::client::InProcess;
 
 pub use clusterrole_aggregation::ClusterRoleAggregationConfig;
+pub use deployment::DeploymentControllerConfig;
 pub use garbage_collector::GarbageCollectorConfig;
 pub use namespace::NamespaceControllerConfig;
 pub use node_lifecycle::NodeLifecycleConfig;
 pub use pod_gc::PodGcConfig;
+pub use replicaset::ReplicaSetControllerConfig;
 pub use resource_quota::ResourceQuotaControllerConfig;
 pub use root_ca::RootCaPublisherConfig;
 pub use service_account::ServiceAccountControllerConfig;
@@ -57,6 +66,10 @@ pub enum Error {
     NodeLifecycle(#[from] node_lifecycle::Error),
     #[error("pod garbage collector: {0}")]
     PodGc(#[from] pod_gc::Error),
+    #[error("replica set controller: {0}")]
+    ReplicaSet(#[from] replicaset::Error),
+    #[error("deployment controller: {0}")]
+    Deployment(#[from] deployment::Error),
     #[error("controller task {name} panicked or was aborted: {source}")]
     Task {
         name: &'static str,
@@ -75,6 +88,9 @@ pub struct Config {
     pub resource_quota: ResourceQuotaControllerConfig,
     pub node_lifecycle: NodeLifecycleConfig,
     pub pod_gc: PodGcConfig,
+    /// Shared by the ReplicaSet and ReplicationController controllers.
+    pub replica_set: ReplicaSetControllerConfig,
+    pub deployment: DeploymentControllerConfig,
 }
 
 /// The identity the controllers act as, as upstream's kube-controller-manager does.
@@ -102,6 +118,7 @@ pub async fn run(
     config: Config,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
+    let (informers, workloads) = spawn_workloads(&clients, &config, &shutdown);
     let (gc_tx, gc_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
     let (ns_tx, ns_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
     let (sa_tx, sa_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
@@ -187,8 +204,14 @@ pub async fn run(
             shutdown.clone(),
         ),
     );
+    for (name, handle) in workloads {
+        tasks.push(name, handle);
+    }
     let result = tasks.join().await;
     for handle in monitors {
+        handle.abort();
+    }
+    for handle in informers {
         handle.abort();
     }
     result
@@ -223,6 +246,100 @@ impl Tasks {
         }
         first.map_or(Ok(()), Err)
     }
+
+    /// Adds a controller that is already running.
+    fn push(&mut self, name: &'static str, handle: JoinHandle<Result<(), Error>>) {
+        self.0.push((name, handle));
+    }
+}
+
+/// Starts the shared pod, ReplicaSet, ReplicationController and Deployment informers and the
+/// three workload controllers on them. Returns the informer tasks and the controller tasks.
+#[allow(clippy::type_complexity)]
+fn spawn_workloads(
+    clients: &InProcess,
+    config: &Config,
+    shutdown: &watch::Receiver<bool>,
+) -> (
+    Vec<JoinHandle<()>>,
+    Vec<(&'static str, JoinHandle<Result<(), Error>>)>,
+) {
+    use deployment::DeploymentController;
+    use deployment::informer::Informer;
+    use replicaset::ReplicaController;
+
+    // The informers read as the shared informers' identity; each controller writes as its own
+    // ServiceAccount.
+    let reader = clients.client(identity());
+    let mut pods = Informer::<Pod>::new(reader.clone());
+    let mut replica_sets = Informer::<ReplicaSet>::new(reader.clone());
+    let mut rcs = Informer::<ReplicationController>::new(reader.clone());
+    let mut deployments = Informer::<Deployment>::new(reader);
+    let rs_ctl = ReplicaController::<ReplicaSet>::new(
+        clients.controller("replicaset-controller"),
+        &config.replica_set,
+        replica_sets.store(),
+        pods.store(),
+    );
+    let rc_ctl = ReplicaController::<ReplicationController>::new(
+        clients.controller("replication-controller"),
+        &config.replica_set,
+        rcs.store(),
+        pods.store(),
+    );
+    let d_ctl = DeploymentController::new(
+        clients.controller("deployment-controller"),
+        &config.deployment,
+        deployments.store(),
+        replica_sets.store(),
+        pods.store(),
+    );
+    let c = rs_ctl.clone();
+    pods.on_change(move |change| c.on_pod_change(change));
+    let c = rc_ctl.clone();
+    pods.on_change(move |change| c.on_pod_change(change));
+    let c = d_ctl.clone();
+    pods.on_change(move |change| c.on_pod_change(change));
+    let c = rs_ctl.clone();
+    replica_sets.on_change(move |change| c.on_owner_change(change));
+    let c = d_ctl.clone();
+    replica_sets.on_change(move |change| c.on_replica_set_change(change));
+    let c = rc_ctl.clone();
+    rcs.on_change(move |change| c.on_owner_change(change));
+    let c = d_ctl.clone();
+    deployments.on_change(move |change| c.on_deployment_change(change));
+
+    let workers = config.replica_set.workers;
+    let rs_task = tokio::spawn({
+        let synced = vec![replica_sets.synced(), pods.synced()];
+        let shutdown = shutdown.clone();
+        async move { Ok(rs_ctl.run(workers, synced, shutdown).await?) }
+    });
+    let rc_task = tokio::spawn({
+        let synced = vec![rcs.synced(), pods.synced()];
+        let shutdown = shutdown.clone();
+        async move { Ok(rc_ctl.run(workers, synced, shutdown).await?) }
+    });
+    let workers = config.deployment.workers;
+    let d_task = tokio::spawn({
+        let synced = vec![deployments.synced(), replica_sets.synced(), pods.synced()];
+        let shutdown = shutdown.clone();
+        async move { Ok(d_ctl.run(workers, synced, shutdown).await?) }
+    });
+    let informers = vec![
+        tokio::spawn(pods.run(shutdown.clone())),
+        tokio::spawn(replica_sets.run(shutdown.clone())),
+        tokio::spawn(rcs.run(shutdown.clone())),
+        tokio::spawn(deployments.run(shutdown.clone())),
+    ];
+    (
+        informers,
+        vec![
+            ("replicaset", rs_task),
+            ("replicationcontroller", rc_task),
+            ("deployment", d_task),
+        ],
+    )
 }
 
 /// Starts [`run`] on its own task, logging its outcome; for the composition root.
@@ -308,6 +425,31 @@ where
 {
     let params = kube::api::ListParams::default().fields(&format!("metadata.name={name}"));
     Ok(api.list(&params).await?.items.into_iter().next())
+}
+
+/// Applies `patch` (a JSON merge patch) to `obj` locally and writes the result with an update
+/// (PUT) of the status subresource, or of the object itself when `status` is false, guarded by
+/// the object's resourceVersion. Upstream's controller roles grant `update`, not `patch`, on
+/// their objects and statuses; a 409 means the cached object was stale and the caller retries.
+pub(crate) async fn update_with_merge<K>(
+    api: &Api<K>,
+    obj: &K,
+    patch: &serde_json::Value,
+    status: bool,
+) -> Result<K, kube::Error>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut value = serde_json::to_value(obj).map_err(kube::Error::SerdeError)?;
+    json_patch::merge(&mut value, patch);
+    let updated: K = serde_json::from_value(value).map_err(kube::Error::SerdeError)?;
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let pp = kube::api::PostParams::default();
+    if status {
+        api.replace_status(&name, &pp, &updated).await
+    } else {
+        api.replace(&name, &pp, &updated).await
+    }
 }
 
 /// True for a 404 answer from the API server.

@@ -13,6 +13,7 @@ pub fn apply_defaults(def: &ResourceDef, obj: &mut Value) {
     if !obj.is_object() {
         return;
     }
+    drop_empty_metadata(obj);
     match (def.group, def.kind) {
         ("", "Pod") => pod::default_pod(obj),
         ("", "PodTemplate") => pod::default_template(obj.get_mut("template")),
@@ -445,5 +446,43 @@ mod tests {
                 json!({"maxReplicas": 3, "scaleTargetRef": {"kind": "Deployment", "name": "d"}, "behavior": {}}),
             ),
         ));
+    }
+}
+
+/// Empty lists and maps in ObjectMeta are absent upstream (Go's `omitempty`), e.g. after a patch
+/// removed the last owner reference; clients compare against absence.
+fn drop_empty_metadata(obj: &mut Value) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in [
+            "ownerReferences",
+            "finalizers",
+            "labels",
+            "annotations",
+            "managedFields",
+        ] {
+            let empty = match meta.get(field) {
+                Some(Value::Array(a)) => a.is_empty(),
+                Some(Value::Object(o)) => o.is_empty(),
+                Some(Value::Null) => true,
+                _ => false,
+            };
+            if empty {
+                meta.remove(field);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod metadata_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn empty_metadata_lists_and_maps_are_dropped() {
+        let mut obj = json!({"metadata": {"name": "a", "ownerReferences": [], "finalizers": [],
+            "labels": {}, "annotations": null, "uid": ""}});
+        drop_empty_metadata(&mut obj);
+        assert_eq!(obj, json!({"metadata": {"name": "a", "uid": ""}}));
     }
 }
