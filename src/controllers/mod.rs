@@ -7,8 +7,10 @@
 //! exit the process (errors are returned to the composition root).
 
 pub mod clusterrole_aggregation;
+pub mod cronjob;
 pub mod garbage_collector;
 mod graph;
+pub mod job;
 mod monitors;
 pub mod namespace;
 pub mod node_lifecycle;
@@ -17,6 +19,7 @@ mod queue;
 pub mod resource_quota;
 pub mod root_ca;
 pub mod service_account;
+pub mod ttl_after_finished;
 
 use std::time::Duration;
 
@@ -30,13 +33,16 @@ use crate::auth::UserIdentity;
 use crate::client::InProcess;
 
 pub use clusterrole_aggregation::ClusterRoleAggregationConfig;
+pub use cronjob::CronJobControllerConfig;
 pub use garbage_collector::GarbageCollectorConfig;
+pub use job::JobControllerConfig;
 pub use namespace::NamespaceControllerConfig;
 pub use node_lifecycle::NodeLifecycleConfig;
 pub use pod_gc::PodGcConfig;
 pub use resource_quota::ResourceQuotaControllerConfig;
 pub use root_ca::RootCaPublisherConfig;
 pub use service_account::ServiceAccountControllerConfig;
+pub use ttl_after_finished::TtlAfterFinishedConfig;
 
 /// Errors of the controllers' composition (each controller has its own error type as well).
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +63,12 @@ pub enum Error {
     NodeLifecycle(#[from] node_lifecycle::Error),
     #[error("pod garbage collector: {0}")]
     PodGc(#[from] pod_gc::Error),
+    #[error("job controller: {0}")]
+    Job(#[from] job::Error),
+    #[error("cronjob controller: {0}")]
+    CronJob(#[from] cronjob::Error),
+    #[error("ttl-after-finished controller: {0}")]
+    TtlAfterFinished(#[from] ttl_after_finished::Error),
     #[error("controller task {name} panicked or was aborted: {source}")]
     Task {
         name: &'static str,
@@ -75,6 +87,9 @@ pub struct Config {
     pub resource_quota: ResourceQuotaControllerConfig,
     pub node_lifecycle: NodeLifecycleConfig,
     pub pod_gc: PodGcConfig,
+    pub job: JobControllerConfig,
+    pub cronjob: CronJobControllerConfig,
+    pub ttl_after_finished: TtlAfterFinishedConfig,
 }
 
 /// The identity the controllers act as, as upstream's kube-controller-manager does.
@@ -184,6 +199,30 @@ pub async fn run(
         clusterrole_aggregation::run(
             clients.controller("clusterrole-aggregation-controller"),
             config.clusterrole_aggregation,
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "job",
+        job::run(
+            ReadWrite::new(&clients, "job-controller"),
+            config.job,
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "cronjob",
+        cronjob::run(
+            ReadWrite::new(&clients, "cronjob-controller"),
+            config.cronjob,
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "ttl-after-finished",
+        ttl_after_finished::run(
+            ReadWrite::new(&clients, "ttl-after-finished-controller"),
+            config.ttl_after_finished,
             shutdown.clone(),
         ),
     );
