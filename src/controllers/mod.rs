@@ -8,9 +8,11 @@
 //! exit the process (errors are returned to the composition root).
 
 pub mod clusterrole_aggregation;
+pub mod cronjob;
 pub mod deployment;
 pub mod garbage_collector;
 mod graph;
+pub mod job;
 mod monitors;
 pub mod namespace;
 pub mod node_lifecycle;
@@ -21,6 +23,7 @@ pub mod replicaset;
 pub mod resource_quota;
 pub mod root_ca;
 pub mod service_account;
+pub mod ttl_after_finished;
 
 use std::time::Duration;
 
@@ -37,8 +40,10 @@ use crate::auth::UserIdentity;
 use crate::client::InProcess;
 
 pub use clusterrole_aggregation::ClusterRoleAggregationConfig;
+pub use cronjob::CronJobControllerConfig;
 pub use deployment::DeploymentControllerConfig;
 pub use garbage_collector::GarbageCollectorConfig;
+pub use job::JobControllerConfig;
 pub use namespace::NamespaceControllerConfig;
 pub use node_lifecycle::NodeLifecycleConfig;
 pub use pod_gc::PodGcConfig;
@@ -46,6 +51,7 @@ pub use replicaset::ReplicaSetControllerConfig;
 pub use resource_quota::ResourceQuotaControllerConfig;
 pub use root_ca::RootCaPublisherConfig;
 pub use service_account::ServiceAccountControllerConfig;
+pub use ttl_after_finished::TtlAfterFinishedConfig;
 
 /// Errors of the controllers' composition (each controller has its own error type as well).
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +76,12 @@ pub enum Error {
     ReplicaSet(#[from] replicaset::Error),
     #[error("deployment controller: {0}")]
     Deployment(#[from] deployment::Error),
+    #[error("job controller: {0}")]
+    Job(#[from] job::Error),
+    #[error("cronjob controller: {0}")]
+    CronJob(#[from] cronjob::Error),
+    #[error("ttl-after-finished controller: {0}")]
+    TtlAfterFinished(#[from] ttl_after_finished::Error),
     #[error("controller task {name} panicked or was aborted: {source}")]
     Task {
         name: &'static str,
@@ -91,6 +103,9 @@ pub struct Config {
     /// Shared by the ReplicaSet and ReplicationController controllers.
     pub replica_set: ReplicaSetControllerConfig,
     pub deployment: DeploymentControllerConfig,
+    pub job: JobControllerConfig,
+    pub cronjob: CronJobControllerConfig,
+    pub ttl_after_finished: TtlAfterFinishedConfig,
 }
 
 /// The identity the controllers act as, as upstream's kube-controller-manager does.
@@ -207,6 +222,30 @@ pub async fn run(
     for (name, handle) in workloads {
         tasks.push(name, handle);
     }
+    tasks.spawn(
+        "job",
+        job::run(
+            ReadWrite::new(&clients, "job-controller"),
+            config.job,
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "cronjob",
+        cronjob::run(
+            ReadWrite::new(&clients, "cronjob-controller"),
+            config.cronjob,
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "ttl-after-finished",
+        ttl_after_finished::run(
+            ReadWrite::new(&clients, "ttl-after-finished-controller"),
+            config.ttl_after_finished,
+            shutdown.clone(),
+        ),
+    );
     let result = tasks.join().await;
     for handle in monitors {
         handle.abort();
