@@ -7,8 +7,12 @@
 //! exit the process (errors are returned to the composition root).
 
 pub mod clusterrole_aggregation;
+pub mod disruption;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod garbage_collector;
 mod graph;
+pub mod hpa;
 mod monitors;
 pub mod namespace;
 pub mod node_lifecycle;
@@ -30,7 +34,11 @@ use crate::auth::UserIdentity;
 use crate::client::InProcess;
 
 pub use clusterrole_aggregation::ClusterRoleAggregationConfig;
+pub use disruption::DisruptionControllerConfig;
+pub use endpoints::EndpointsControllerConfig;
+pub use endpointslice::EndpointSliceControllerConfig;
 pub use garbage_collector::GarbageCollectorConfig;
+pub use hpa::HpaControllerConfig;
 pub use namespace::NamespaceControllerConfig;
 pub use node_lifecycle::NodeLifecycleConfig;
 pub use pod_gc::PodGcConfig;
@@ -57,6 +65,14 @@ pub enum Error {
     NodeLifecycle(#[from] node_lifecycle::Error),
     #[error("pod garbage collector: {0}")]
     PodGc(#[from] pod_gc::Error),
+    #[error("endpoints controller: {0}")]
+    Endpoints(#[from] endpoints::Error),
+    #[error("endpointslice controller: {0}")]
+    EndpointSlice(#[from] endpointslice::Error),
+    #[error("disruption controller: {0}")]
+    Disruption(#[from] disruption::Error),
+    #[error("horizontal pod autoscaler: {0}")]
+    Hpa(#[from] hpa::Error),
     #[error("controller task {name} panicked or was aborted: {source}")]
     Task {
         name: &'static str,
@@ -75,6 +91,10 @@ pub struct Config {
     pub resource_quota: ResourceQuotaControllerConfig,
     pub node_lifecycle: NodeLifecycleConfig,
     pub pod_gc: PodGcConfig,
+    pub endpoints: EndpointsControllerConfig,
+    pub endpointslice: EndpointSliceControllerConfig,
+    pub disruption: DisruptionControllerConfig,
+    pub hpa: HpaControllerConfig,
 }
 
 /// The identity the controllers act as, as upstream's kube-controller-manager does.
@@ -170,12 +190,53 @@ pub async fn run(
             shutdown.clone(),
         ),
     );
+    let service_informers = endpointslice::informers::ServiceInformers::spawn(
+        &clients.client(identity()),
+        node_informers.nodes.clone(),
+        &shutdown,
+    );
     tasks.spawn(
         "pod-gc",
         pod_gc::run(
             clients.controller("pod-garbage-collector"),
             config.pod_gc,
             node_informers,
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "endpoints",
+        endpoints::run(
+            clients.controller("endpoint-controller"),
+            config.endpoints,
+            service_informers.clone(),
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "endpointslice",
+        endpointslice::run(
+            clients.controller("endpointslice-controller"),
+            config.endpointslice,
+            service_informers.clone(),
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "disruption",
+        disruption::run(
+            clients.controller("disruption-controller"),
+            config.disruption,
+            service_informers.clone(),
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "horizontal-pod-autoscaler",
+        hpa::run(
+            clients.controller("horizontal-pod-autoscaler"),
+            config.hpa,
+            service_informers,
             shutdown.clone(),
         ),
     );
