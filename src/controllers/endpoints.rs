@@ -115,6 +115,13 @@ fn resolved_ports(pod: &Pod, service: &Service) -> Option<Vec<EndpointPort>> {
 
 type PortKey = Vec<(Option<String>, i32, Option<String>, Option<String>)>;
 
+/// A port set with its ready and not-ready addresses.
+type PortGroup = (
+    Vec<EndpointPort>,
+    Vec<EndpointAddress>,
+    Vec<EndpointAddress>,
+);
+
 fn port_key(ports: &[EndpointPort]) -> PortKey {
     ports
         .iter()
@@ -138,14 +145,7 @@ pub fn desired_subsets(service: &Service, pods: &[Arc<Pod>]) -> DesiredSubsets {
         return DesiredSubsets::default();
     };
     let tolerate_unready = publishes_not_ready(service);
-    let mut groups: BTreeMap<
-        PortKey,
-        (
-            Vec<EndpointPort>,
-            Vec<EndpointAddress>,
-            Vec<EndpointAddress>,
-        ),
-    > = BTreeMap::new();
+    let mut groups: BTreeMap<PortKey, PortGroup> = BTreeMap::new();
     for pod in pods {
         if pod.metadata.namespace != service.metadata.namespace
             || !map_selects(selector, pod)

@@ -283,7 +283,7 @@ struct HpaController {
 
 impl HpaController {
     /// The desired count from every resource metric (the largest wins, as upstream).
-    async fn from_metrics(
+    async fn replicas_from_metrics(
         &self,
         ns: &str,
         hpa: &HorizontalPodAutoscaler,
@@ -488,7 +488,10 @@ impl Reconciler for HpaController {
                         ),
                     )
                 } else {
-                    match self.from_metrics(ns, &hpa, current, &selector).await {
+                    match self
+                        .replicas_from_metrics(ns, &hpa, current, &selector)
+                        .await
+                    {
                         Ok((d, metrics)) => {
                             status.current_metrics = Some(metrics);
                             (
@@ -529,44 +532,44 @@ impl Reconciler for HpaController {
                     &now,
                 ));
                 status.desired_replicas = desired;
-                if desired != current {
-                    if let Some(api) = &scale_api {
-                        let mut s = scale.spec.take().unwrap_or_default();
-                        s.replicas = Some(desired);
-                        scale.spec = Some(s);
-                        match api
-                            .replace_scale(&target.name, &PostParams::default(), &scale)
-                            .await
-                        {
-                            Ok(_) => {
-                                tracing::info!(from = current, to = desired, "rescaled");
-                                status.last_scale_time = Some(now.clone());
-                                if let Some(c) = conditions.first_mut() {
-                                    *c = condition(
-                                        old,
-                                        "AbleToScale",
-                                        "True",
-                                        "SucceededRescale",
-                                        &format!(
-                                            "the HPA controller was able to update the target scale to {desired}"
-                                        ),
-                                        &now,
-                                    );
-                                }
+                if desired != current
+                    && let Some(api) = &scale_api
+                {
+                    let mut s = scale.spec.take().unwrap_or_default();
+                    s.replicas = Some(desired);
+                    scale.spec = Some(s);
+                    match api
+                        .replace_scale(&target.name, &PostParams::default(), &scale)
+                        .await
+                    {
+                        Ok(_) => {
+                            tracing::info!(from = current, to = desired, "rescaled");
+                            status.last_scale_time = Some(now.clone());
+                            if let Some(c) = conditions.first_mut() {
+                                *c = condition(
+                                    old,
+                                    "AbleToScale",
+                                    "True",
+                                    "SucceededRescale",
+                                    &format!(
+                                        "the HPA controller was able to update the target scale to {desired}"
+                                    ),
+                                    &now,
+                                );
                             }
-                            Err(e) => {
-                                if let Some(c) = conditions.first_mut() {
-                                    *c = condition(
-                                        old,
-                                        "AbleToScale",
-                                        "False",
-                                        "FailedUpdateScale",
-                                        &format!(
-                                            "the HPA controller was unable to update the target scale: {e}"
-                                        ),
-                                        &now,
-                                    );
-                                }
+                        }
+                        Err(e) => {
+                            if let Some(c) = conditions.first_mut() {
+                                *c = condition(
+                                    old,
+                                    "AbleToScale",
+                                    "False",
+                                    "FailedUpdateScale",
+                                    &format!(
+                                        "the HPA controller was unable to update the target scale: {e}"
+                                    ),
+                                    &now,
+                                );
                             }
                         }
                     }
