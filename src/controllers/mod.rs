@@ -2,7 +2,8 @@
 //! namespace lifecycle controller, the service-account controller, the root-CA publisher and the
 //! quota controller, fed by one shared metadata watch per stored resource type; the ClusterRole
 //! aggregation controller; and the node lifecycle controller and pod GC, fed by shared Node, Pod
-//! and Lease caches.
+//! and Lease caches; the endpoints, EndpointSlice, disruption and HPA controllers, fed by shared
+//! Pod, Service, Endpoints, EndpointSlice, PodDisruptionBudget and HPA caches.
 //! They reach the cluster only through a `kube::Client`; they never touch the store and never
 //! exit the process (errors are returned to the composition root).
 
