@@ -3,15 +3,21 @@
 //! quota controller, fed by one shared metadata watch per stored resource type; the ClusterRole
 //! aggregation controller; the node lifecycle controller and pod GC, fed by shared Node, Pod and
 //! Lease caches; and the workload controllers (Deployment, ReplicaSet, ReplicationController),
-//! fed by one shared informer per workload type.
+//! fed by one shared informer per workload type;
+//! the endpoints, EndpointSlice, disruption and HPA controllers, fed by shared Pod, Service,
+//! Endpoints, EndpointSlice, PodDisruptionBudget and HPA caches.
 //! They reach the cluster only through a `kube::Client`; they never touch the store and never
 //! exit the process (errors are returned to the composition root).
 
 pub mod clusterrole_aggregation;
 pub mod cronjob;
 pub mod deployment;
+pub mod disruption;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod garbage_collector;
 mod graph;
+pub mod hpa;
 pub mod job;
 mod monitors;
 pub mod namespace;
@@ -42,7 +48,11 @@ use crate::client::InProcess;
 pub use clusterrole_aggregation::ClusterRoleAggregationConfig;
 pub use cronjob::CronJobControllerConfig;
 pub use deployment::DeploymentControllerConfig;
+pub use disruption::DisruptionControllerConfig;
+pub use endpoints::EndpointsControllerConfig;
+pub use endpointslice::EndpointSliceControllerConfig;
 pub use garbage_collector::GarbageCollectorConfig;
+pub use hpa::HpaControllerConfig;
 pub use job::JobControllerConfig;
 pub use namespace::NamespaceControllerConfig;
 pub use node_lifecycle::NodeLifecycleConfig;
@@ -82,6 +92,14 @@ pub enum Error {
     CronJob(#[from] cronjob::Error),
     #[error("ttl-after-finished controller: {0}")]
     TtlAfterFinished(#[from] ttl_after_finished::Error),
+    #[error("endpoints controller: {0}")]
+    Endpoints(#[from] endpoints::Error),
+    #[error("endpointslice controller: {0}")]
+    EndpointSlice(#[from] endpointslice::Error),
+    #[error("disruption controller: {0}")]
+    Disruption(#[from] disruption::Error),
+    #[error("horizontal pod autoscaler: {0}")]
+    Hpa(#[from] hpa::Error),
     #[error("controller task {name} panicked or was aborted: {source}")]
     Task {
         name: &'static str,
@@ -106,6 +124,10 @@ pub struct Config {
     pub job: JobControllerConfig,
     pub cronjob: CronJobControllerConfig,
     pub ttl_after_finished: TtlAfterFinishedConfig,
+    pub endpoints: EndpointsControllerConfig,
+    pub endpointslice: EndpointSliceControllerConfig,
+    pub disruption: DisruptionControllerConfig,
+    pub hpa: HpaControllerConfig,
 }
 
 /// The identity the controllers act as, as upstream's kube-controller-manager does.
@@ -202,12 +224,53 @@ pub async fn run(
             shutdown.clone(),
         ),
     );
+    let service_informers = endpointslice::informers::ServiceInformers::spawn(
+        &clients.client(identity()),
+        node_informers.nodes.clone(),
+        &shutdown,
+    );
     tasks.spawn(
         "pod-gc",
         pod_gc::run(
             clients.controller("pod-garbage-collector"),
             config.pod_gc,
             node_informers,
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "endpoints",
+        endpoints::run(
+            clients.controller("endpoint-controller"),
+            config.endpoints,
+            service_informers.clone(),
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "endpointslice",
+        endpointslice::run(
+            clients.controller("endpointslice-controller"),
+            config.endpointslice,
+            service_informers.clone(),
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "disruption",
+        disruption::run(
+            clients.controller("disruption-controller"),
+            config.disruption,
+            service_informers.clone(),
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "horizontal-pod-autoscaler",
+        hpa::run(
+            clients.controller("horizontal-pod-autoscaler"),
+            config.hpa,
+            service_informers,
             shutdown.clone(),
         ),
     );
