@@ -15,8 +15,10 @@ pub mod node_lifecycle;
 pub mod pod_gc;
 mod queue;
 pub mod resource_quota;
+pub mod revisions;
 pub mod root_ca;
 pub mod service_account;
+pub mod statefulset;
 
 use std::time::Duration;
 
@@ -37,6 +39,7 @@ pub use pod_gc::PodGcConfig;
 pub use resource_quota::ResourceQuotaControllerConfig;
 pub use root_ca::RootCaPublisherConfig;
 pub use service_account::ServiceAccountControllerConfig;
+pub use statefulset::StatefulSetConfig;
 
 /// Errors of the controllers' composition (each controller has its own error type as well).
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +60,8 @@ pub enum Error {
     NodeLifecycle(#[from] node_lifecycle::Error),
     #[error("pod garbage collector: {0}")]
     PodGc(#[from] pod_gc::Error),
+    #[error("statefulset controller: {0}")]
+    StatefulSet(#[from] statefulset::Error),
     #[error("controller task {name} panicked or was aborted: {source}")]
     Task {
         name: &'static str,
@@ -75,6 +80,7 @@ pub struct Config {
     pub resource_quota: ResourceQuotaControllerConfig,
     pub node_lifecycle: NodeLifecycleConfig,
     pub pod_gc: PodGcConfig,
+    pub statefulset: StatefulSetConfig,
 }
 
 /// The identity the controllers act as, as upstream's kube-controller-manager does.
@@ -176,6 +182,25 @@ pub async fn run(
             clients.controller("pod-garbage-collector"),
             config.pod_gc,
             node_informers,
+            shutdown.clone(),
+        ),
+    );
+    let workload_queues = statefulset::Queues {
+        statefulsets: statefulset::queue(&config.statefulset),
+        daemonsets: statefulset::queue(&config.statefulset),
+    };
+    let workload_informers = statefulset::WorkloadInformers::spawn(
+        &clients.client(identity()),
+        workload_queues.clone(),
+        &shutdown,
+    );
+    tasks.spawn(
+        "statefulset",
+        statefulset::run(
+            ReadWrite::new(&clients, "statefulset-controller"),
+            config.statefulset,
+            workload_informers.clone(),
+            workload_queues.statefulsets.clone(),
             shutdown.clone(),
         ),
     );
