@@ -7,6 +7,7 @@
 //! exit the process (errors are returned to the composition root).
 
 pub mod clusterrole_aggregation;
+pub mod daemonset;
 pub mod garbage_collector;
 mod graph;
 mod monitors;
@@ -32,6 +33,7 @@ use crate::auth::UserIdentity;
 use crate::client::InProcess;
 
 pub use clusterrole_aggregation::ClusterRoleAggregationConfig;
+pub use daemonset::DaemonSetConfig;
 pub use garbage_collector::GarbageCollectorConfig;
 pub use namespace::NamespaceControllerConfig;
 pub use node_lifecycle::NodeLifecycleConfig;
@@ -62,6 +64,8 @@ pub enum Error {
     PodGc(#[from] pod_gc::Error),
     #[error("statefulset controller: {0}")]
     StatefulSet(#[from] statefulset::Error),
+    #[error("daemonset controller: {0}")]
+    DaemonSet(#[from] daemonset::Error),
     #[error("controller task {name} panicked or was aborted: {source}")]
     Task {
         name: &'static str,
@@ -81,6 +85,7 @@ pub struct Config {
     pub node_lifecycle: NodeLifecycleConfig,
     pub pod_gc: PodGcConfig,
     pub statefulset: StatefulSetConfig,
+    pub daemonset: DaemonSetConfig,
 }
 
 /// The identity the controllers act as, as upstream's kube-controller-manager does.
@@ -201,6 +206,16 @@ pub async fn run(
             config.statefulset,
             workload_informers.clone(),
             workload_queues.statefulsets.clone(),
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "daemonset",
+        daemonset::run(
+            ReadWrite::new(&clients, "daemon-set-controller"),
+            config.daemonset,
+            workload_informers,
+            workload_queues.daemonsets,
             shutdown.clone(),
         ),
     );

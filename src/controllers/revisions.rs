@@ -25,6 +25,8 @@ pub enum Error {
     Create { name: String, source: kube::Error },
     #[error("failed to read controller revision {name}: {source}")]
     Get { name: String, source: kube::Error },
+    #[error("failed to renumber controller revision {name}: {source}")]
+    Renumber { name: String, source: kube::Error },
     #[error("controller revision {name} collides with a different revision {attempts} times")]
     Collisions { name: String, attempts: i32 },
 }
@@ -197,6 +199,45 @@ pub async fn create(
         name: owner.name.clone(),
         attempts: MAX_COLLISIONS,
     })
+}
+
+/// The revision `template` makes, made the newest of `history` (sorted, oldest first): an equal
+/// existing revision is reused (renumbered when it is not the newest, as on a rollback),
+/// otherwise a new one is created and appended to `history`.
+pub async fn ensure_newest(
+    api: &Api<ControllerRevision>,
+    namespace: &str,
+    owner: &OwnerReference,
+    labels: &BTreeMap<String, String>,
+    template: &PodTemplateSpec,
+    history: &mut Vec<ControllerRevision>,
+    collision_count: &mut i32,
+) -> Result<ControllerRevision, Error> {
+    let next = next_number(history);
+    let candidate = new_revision(owner, namespace, labels, template, next, None);
+    let newest = history.last().and_then(|r| r.metadata.name.clone());
+    let Some(found) = history.iter().rev().find(|r| equal(r, &candidate)) else {
+        let created = create(
+            api,
+            namespace,
+            owner,
+            labels,
+            template,
+            next,
+            collision_count,
+        )
+        .await?;
+        history.push(created.clone());
+        return Ok(created);
+    };
+    if found.metadata.name == newest {
+        return Ok(found.clone());
+    }
+    let name = found.metadata.name.clone().unwrap_or_default();
+    let patch = kube::api::Patch::Merge(json!({"revision": next}));
+    api.patch(&name, &kube::api::PatchParams::default(), &patch)
+        .await
+        .map_err(|source| Error::Renumber { name, source })
 }
 
 #[cfg(test)]

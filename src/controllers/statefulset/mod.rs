@@ -14,15 +14,14 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use serde_json::json;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-pub use informers::{ObjectKey, WorkloadInformers};
 pub(crate) use informers::Queues;
+pub use informers::{ObjectKey, WorkloadInformers};
 use plan::{Action, DeleteReason, Revision};
 
 use super::queue::WorkQueue;
@@ -261,59 +260,21 @@ impl Context {
             .and_then(|m| m.labels.clone())
             .unwrap_or_default();
         let owner: OwnerReference = pod::controller_ref(set);
-        let next = revisions::next_number(&history);
-        let candidate = revisions::new_revision(
-            &owner,
+        let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &key.namespace);
+        let update = revisions::ensure_newest(
+            &api,
             &key.namespace,
+            &owner,
             &labels,
             &template,
-            next,
-            Some(*collision_count),
-        );
-        let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &key.namespace);
-        let equal: Vec<&ControllerRevision> = history
-            .iter()
-            .filter(|r| revisions::equal(r, &candidate))
-            .collect();
-        let update = match equal.last() {
-            Some(r) if history.last().map(|l| &l.metadata.name) == Some(&r.metadata.name) => {
-                (*r).clone()
-            }
-            Some(r) => {
-                // An equal older revision becomes the newest again (a rollback).
-                let name = r.metadata.name.clone().unwrap_or_default();
-                api.patch(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"revision": next})),
-                )
-                .await
-                .map_err(|source| Error::Api {
-                    set: key.clone(),
-                    verb: "renumber revision",
-                    what: name.clone(),
-                    source,
-                })?
-            }
-            None => {
-                let created = revisions::create(
-                    &api,
-                    &key.namespace,
-                    &owner,
-                    &labels,
-                    &template,
-                    next,
-                    collision_count,
-                )
-                .await
-                .map_err(|source| Error::Revision {
-                    set: key.clone(),
-                    source,
-                })?;
-                history.push(created.clone());
-                created
-            }
-        };
+            &mut history,
+            collision_count,
+        )
+        .await
+        .map_err(|source| Error::Revision {
+            set: key.clone(),
+            source,
+        })?;
         let update_rev = Revision {
             name: update.metadata.name.clone().unwrap_or_default(),
             template: revisions::template_of(&update).unwrap_or_else(|| template.clone()),
