@@ -104,8 +104,11 @@ struct Context {
     recorder: Recorder,
     /// Pods created (UID, true) or deleted (UID, false) by the last sync of a daemon set that the
     /// cache has not shown yet: acting again before it does would create duplicates.
-    expectations: Mutex<HashMap<ObjectKey, (Vec<(String, bool)>, Instant)>>,
+    expectations: Mutex<Expectations>,
 }
+
+/// Per daemon set: the pod UIDs written (true: created) and when.
+type Expectations = HashMap<ObjectKey, (Vec<(String, bool)>, Instant)>;
 
 /// How long to wait for the cache to show our own writes before acting anyway.
 const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -147,9 +150,7 @@ impl Context {
         }
     }
 
-    fn lock_expectations(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<ObjectKey, (Vec<(String, bool)>, Instant)>> {
+    fn lock_expectations(&self) -> std::sync::MutexGuard<'_, Expectations> {
         // Every critical section is one map operation: a poisoned lock holds consistent data.
         self.expectations.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -248,7 +248,14 @@ fn eligibility_honours_selectors_affinity_and_taints() {
 fn pods_follow_nodes_and_rolling_updates_respect_the_budget() {
     let surge = json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}});
     let two_unavailable = json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2}}});
-    let cases: Vec<(&str, Value, Vec<Arc<Node>>, Vec<Arc<Pod>>, Vec<&str>)> = vec![
+    type Case = (
+        &'static str,
+        Value,
+        Vec<Arc<Node>>,
+        Vec<Arc<Pod>>,
+        Vec<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
         (
             "a pod per node",
             json!({}),

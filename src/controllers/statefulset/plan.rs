@@ -417,7 +417,14 @@ mod tests {
     fn pod_operations_follow_the_management_policy_and_update_strategy() {
         let r1 = "web-r1";
         let r2 = "web-r2";
-        let cases: Vec<(&str, Value, Vec<Arc<Pod>>, &str, Vec<&str>)> = vec![
+        type Case = (
+            &'static str,
+            Value,
+            Vec<Arc<Pod>>,
+            &'static str,
+            Vec<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "ordered creates web-0 first",
                 json!({}),
