@@ -147,6 +147,7 @@ fn pod_ref(namespace: &str, name: &str) -> ObjectReference {
 impl Context {
     async fn event(&self, set: &StatefulSet, warning: bool, reason: &str, note: String, pod: &str) {
         let ns = set.metadata.namespace.clone().unwrap_or_default();
+        let action = format!("{reason}{}", note.split(' ').nth(1).unwrap_or(""));
         let ev = Event {
             type_: if warning {
                 EventType::Warning
@@ -155,7 +156,8 @@ impl Context {
             },
             reason: reason.into(),
             note: Some(note),
-            action: reason.into(),
+            // "Pod" or "Claim": the recorder's de-duplication key includes the action.
+            action,
             // The pod as related object keeps events about different pods apart in the recorder's
             // de-duplication (which ignores the message).
             secondary: Some(pod_ref(&ns, pod)),
