@@ -11,6 +11,7 @@
 
 pub mod clusterrole_aggregation;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
@@ -27,8 +28,10 @@ pub mod pod_gc;
 mod queue;
 pub mod replicaset;
 pub mod resource_quota;
+pub mod revisions;
 pub mod root_ca;
 pub mod service_account;
+pub mod statefulset;
 pub mod ttl_after_finished;
 
 use std::time::Duration;
@@ -47,6 +50,7 @@ use crate::client::InProcess;
 
 pub use clusterrole_aggregation::ClusterRoleAggregationConfig;
 pub use cronjob::CronJobControllerConfig;
+pub use daemonset::DaemonSetConfig;
 pub use deployment::DeploymentControllerConfig;
 pub use disruption::DisruptionControllerConfig;
 pub use endpoints::EndpointsControllerConfig;
@@ -61,6 +65,7 @@ pub use replicaset::ReplicaSetControllerConfig;
 pub use resource_quota::ResourceQuotaControllerConfig;
 pub use root_ca::RootCaPublisherConfig;
 pub use service_account::ServiceAccountControllerConfig;
+pub use statefulset::StatefulSetConfig;
 pub use ttl_after_finished::TtlAfterFinishedConfig;
 
 /// Errors of the controllers' composition (each controller has its own error type as well).
@@ -100,6 +105,10 @@ pub enum Error {
     Disruption(#[from] disruption::Error),
     #[error("horizontal pod autoscaler: {0}")]
     Hpa(#[from] hpa::Error),
+    #[error("statefulset controller: {0}")]
+    StatefulSet(#[from] statefulset::Error),
+    #[error("daemonset controller: {0}")]
+    DaemonSet(#[from] daemonset::Error),
     #[error("controller task {name} panicked or was aborted: {source}")]
     Task {
         name: &'static str,
@@ -128,6 +137,8 @@ pub struct Config {
     pub endpointslice: EndpointSliceControllerConfig,
     pub disruption: DisruptionControllerConfig,
     pub hpa: HpaControllerConfig,
+    pub statefulset: StatefulSetConfig,
+    pub daemonset: DaemonSetConfig,
 }
 
 /// The identity the controllers act as, as upstream's kube-controller-manager does.
@@ -235,6 +246,35 @@ pub async fn run(
             clients.controller("pod-garbage-collector"),
             config.pod_gc,
             node_informers,
+            shutdown.clone(),
+        ),
+    );
+    let workload_queues = statefulset::Queues {
+        statefulsets: statefulset::queue(&config.statefulset),
+        daemonsets: statefulset::queue(&config.statefulset),
+    };
+    let workload_informers = statefulset::WorkloadInformers::spawn(
+        &clients.client(identity()),
+        workload_queues.clone(),
+        &shutdown,
+    );
+    tasks.spawn(
+        "statefulset",
+        statefulset::run(
+            ReadWrite::new(&clients, "statefulset-controller"),
+            config.statefulset,
+            workload_informers.clone(),
+            workload_queues.statefulsets.clone(),
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "daemonset",
+        daemonset::run(
+            ReadWrite::new(&clients, "daemon-set-controller"),
+            config.daemonset,
+            workload_informers,
+            workload_queues.daemonsets,
             shutdown.clone(),
         ),
     );
