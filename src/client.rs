@@ -10,13 +10,49 @@ use crate::auth::UserIdentity;
 /// which never arrives from the network, so it cannot be forged by remote callers.
 /// Must be called inside a tokio runtime.
 pub fn in_process(router: Router, user: UserIdentity) -> kube::Client {
+    let agent = http::HeaderValue::from_str(&user_agent(&user)).ok();
     let service = ServiceBuilder::new()
         .map_request(move |mut req: http::Request<kube::client::Body>| {
             req.extensions_mut().insert(user.clone());
+            if let Some(agent) = &agent {
+                req.headers_mut()
+                    .entry(http::header::USER_AGENT)
+                    .or_insert_with(|| agent.clone());
+            }
             req
         })
         .service(router);
     kube::Client::new(service, "default")
+}
+
+/// The User-Agent an upstream component with this identity sends. The API server names field
+/// managers after its first segment, so controllers' writes show as `kube-controller-manager`,
+/// the scheduler's as `kube-scheduler` and nodes' as `kubelet`, as in upstream clusters.
+fn user_agent(user: &UserIdentity) -> String {
+    let component = if user.name == "system:kube-controller-manager"
+        || user.name.starts_with("system:serviceaccount:kube-system:")
+    {
+        "kube-controller-manager"
+    } else if user.name == "system:kube-scheduler" {
+        "kube-scheduler"
+    } else if user.name.starts_with("system:node:") {
+        "kubelet"
+    } else if user.name == "system:apiserver" {
+        "kube-apiserver"
+    } else {
+        "skiff"
+    };
+    let controller = user
+        .name
+        .strip_prefix("system:serviceaccount:kube-system:")
+        .map(|c| format!("/{c}"))
+        .unwrap_or_default();
+    format!(
+        "{component}/v1.35.0 ({}/{}) skiff/{}{controller}",
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 /// Makes in-process clients over one router, each acting as its own identity, so every

@@ -199,16 +199,20 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
         .await
         .context("reading the RBAC policy")?;
     api.set_ready();
-    crate::controllers::spawn(
-        crate::client::InProcess::new(router.clone()),
-        controllers_config(args, pki.server_ca_pem()),
-        tx.subscribe(),
-    );
-    crate::scheduler::spawn(
-        crate::client::in_process(router, crate::scheduler::identity()),
-        crate::scheduler::Config::default(),
-        tx.subscribe(),
-    );
+    if !args.disable_controller_manager {
+        crate::controllers::spawn(
+            crate::client::InProcess::new(router.clone()),
+            controllers_config(args, pki.server_ca_pem()),
+            tx.subscribe(),
+        );
+    }
+    if !args.disable_scheduler {
+        crate::scheduler::spawn(
+            crate::client::in_process(router, crate::scheduler::identity()),
+            crate::scheduler::Config::default(),
+            tx.subscribe(),
+        );
+    }
     tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "API server ready");
 
     tokio::spawn(renewer.run(

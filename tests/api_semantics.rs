@@ -303,7 +303,8 @@ async fn dry_run_generate_name_and_field_validation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_and_scale_subresources_own_their_fields() {
-    let s = TestServer::start();
+    // No controllers: the Deployment controller would rewrite the status this test writes.
+    let s = TestServer::start_with(&["--disable-controller-manager"]);
     let c = client(&s).await;
     let deps = "/apis/apps/v1/namespaces/default/deployments";
     let d = json!({"metadata": {"name": "d"}, "spec": {"replicas": 1, "selector": {"matchLabels": {"a": "b"}},

@@ -168,6 +168,14 @@ pub struct ServerArgs {
     #[arg(long)]
     pub disable_agent: bool,
 
+    /// (components) Do not run the controllers (kube-controller-manager's loops).
+    #[arg(long)]
+    pub disable_controller_manager: bool,
+
+    /// (components) Do not run the scheduler.
+    #[arg(long)]
+    pub disable_scheduler: bool,
+
     /// (auth) Identifier of the service-account token issuer (`iss` of issued tokens).
     #[arg(long, default_value = "https://kubernetes.default.svc.cluster.local")]
     pub service_account_issuer: String,
