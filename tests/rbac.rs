@@ -482,3 +482,90 @@ fn unknown_users_get_discovery_but_nothing_else() {
         "{err}"
     );
 }
+
+#[test]
+fn nodes_read_only_the_secrets_their_pods_use() {
+    let s = TestServer::start();
+    let admin = tool("kubectl-1.35");
+    ok(&s, &admin, &["apply", "-f", "-"], Some(SETUP));
+    ok(
+        &s,
+        &admin,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "other",
+            "-n",
+            "dev",
+            "--from-literal=k=v",
+        ],
+        None,
+    );
+    let bound = "apiVersion: v1\nkind: Pod\nmetadata: {name: uses-db, namespace: dev}\nspec:\n  nodeName: n1\n  containers:\n  - name: c\n    image: busybox\n    env:\n    - name: P\n      valueFrom: {secretKeyRef: {name: db, key: password}}\n";
+    ok_eventually(&s, &admin, &["apply", "-f", "-"], Some(bound));
+    let node = user_kubeconfig(&s, "system:node:n1", &["system:nodes"]);
+    let kc = node.to_str().unwrap();
+    let k = tool("kubectl-1.33");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = run(
+            &s,
+            &k,
+            &[
+                "--kubeconfig",
+                kc,
+                "get",
+                "secret",
+                "db",
+                "-n",
+                "dev",
+                "-o",
+                "name",
+            ],
+            None,
+        );
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let err = fails(
+        &s,
+        &k,
+        &["--kubeconfig", kc, "get", "secret", "other", "-n", "dev"],
+        None,
+    );
+    assert!(
+        err.contains("secrets \"other\" is forbidden: User \"system:node:n1\" cannot get resource \"secrets\" in API group \"\" in the namespace \"dev\""),
+        "{err}"
+    );
+    // Another node sees neither.
+    let other = user_kubeconfig(&s, "system:node:n2", &["system:nodes"]);
+    fails(
+        &s,
+        &k,
+        &[
+            "--kubeconfig",
+            other.to_str().unwrap(),
+            "get",
+            "secret",
+            "db",
+            "-n",
+            "dev",
+        ],
+        None,
+    );
+    // The node's own Node object is readable through the static node rules.
+    ok(
+        &s,
+        &k,
+        &["--kubeconfig", kc, "get", "--raw", "/api/v1/nodes"],
+        None,
+    );
+}

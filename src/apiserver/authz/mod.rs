@@ -9,6 +9,7 @@
 mod attributes;
 pub mod escalation;
 mod impersonation;
+mod node_graph;
 mod sync;
 
 use std::sync::{Arc, RwLock};
@@ -28,6 +29,8 @@ pub use sync::{resync, sync_policy};
 /// The RBAC policy as the API server currently knows it.
 pub struct Authorizer {
     index: RwLock<PolicyIndex>,
+    /// What each node reaches through its pods (the node authorizer's graph).
+    graph: RwLock<node_graph::NodeGraph>,
     synced: tokio::sync::watch::Sender<bool>,
 }
 
@@ -35,20 +38,55 @@ impl Default for Authorizer {
     fn default() -> Self {
         Authorizer {
             index: RwLock::new(PolicyIndex::default()),
+            graph: RwLock::new(node_graph::NodeGraph::default()),
             synced: tokio::sync::watch::Sender::new(false),
         }
     }
 }
+
+/// The ClusterRole whose rules every node gets for what the node graph does not subdivide
+/// (upstream's static node rules; it is bound to no one, the node authorizer applies it).
+const NODE_RULES_ROLE: &str = "system:node";
 
 impl Authorizer {
     pub fn new() -> Arc<Authorizer> {
         Arc::new(Authorizer::default())
     }
 
-    /// RBAC's decision for one request.
+    /// The decision for one request: the node authorizer for kubelet identities, then RBAC
+    /// (upstream's `--authorization-mode=Node,RBAC`).
     pub fn authorize(&self, a: &RequestAttributes) -> Decision {
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        index.authorize(a)
+        let mut node_reason = String::new();
+        if let Some(node) = rbac::node_name(&a.user) {
+            let graph = self.graph.read().unwrap_or_else(|e| e.into_inner());
+            let rules = index
+                .role_ref_rules("ClusterRole", NODE_RULES_ROLE, "")
+                .unwrap_or(&[]);
+            match rbac::authorize_node(node, a, &*graph, rules) {
+                Decision::Allow => return Decision::Allow,
+                other => node_reason = other.reason().to_string(),
+            }
+        }
+        match index.authorize(a) {
+            Decision::Allow => Decision::Allow,
+            // Upstream's union authorizer reports every authorizer's reason, one per line.
+            other if !node_reason.is_empty() => {
+                let reason = [node_reason.as_str(), other.reason()]
+                    .into_iter()
+                    .filter(|r| !r.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                Decision::NoOpinion { reason }
+            }
+            other => other,
+        }
+    }
+
+    /// Changes the node graph under its write lock.
+    pub(crate) fn update_graph(&self, f: impl FnOnce(&mut node_graph::NodeGraph)) {
+        let mut graph = self.graph.write().unwrap_or_else(|e| e.into_inner());
+        f(&mut graph);
     }
 
     /// Everything `user` may do in `namespace` (cluster-wide rules included).
@@ -73,11 +111,12 @@ impl Authorizer {
         f(&mut index);
     }
 
-    /// Replaces the whole index (after a relist).
-    pub(crate) fn replace(&self, fresh: PolicyIndex) {
+    /// Replaces the whole index and node graph (after a relist).
+    pub(crate) fn replace(&self, fresh: PolicyIndex, graph: node_graph::NodeGraph) {
         let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
         *index = fresh;
         drop(index);
+        *self.graph.write().unwrap_or_else(|e| e.into_inner()) = graph;
         self.synced.send_replace(true);
     }
 
@@ -237,7 +276,7 @@ mod policy_tests {
     use super::*;
 
     #[test]
-    fn default_policy_lets_nodes_read_nodes() {
+    fn nodes_get_the_static_node_rules_but_no_unrelated_secrets() {
         let policy = crate::auth::rbac::bootstrap::policy().unwrap();
         let mut index = PolicyIndex::default();
         for r in &policy.cluster_roles {
@@ -246,12 +285,24 @@ mod policy_tests {
         for b in &policy.cluster_role_bindings {
             index.upsert_cluster_role_binding(b);
         }
+        let authz = Authorizer::default();
+        authz.replace(index, node_graph::NodeGraph::default());
         let node = UserIdentity {
             name: "system:node:sim-0".into(),
             groups: vec!["system:nodes".into(), "system:authenticated".into()],
             ..Default::default()
         };
-        let a = RequestAttributes::resource(node, "get", "", "", "nodes", "", "sim-0");
-        assert_eq!(index.authorize(&a), Decision::Allow);
+        let a = |verb: &str, ns: &str, resource: &str, name: &str| {
+            RequestAttributes::resource(node.clone(), verb, ns, "", resource, "", name)
+        };
+        // Through the node authorizer's static rules, as upstream (RBAC binds no one to them).
+        assert_eq!(
+            authz.authorize(&a("get", "", "nodes", "sim-0")),
+            Decision::Allow
+        );
+        assert_eq!(authz.authorize(&a("list", "", "pods", "")), Decision::Allow);
+        // Secrets only through pods bound to the node: none here.
+        assert!(!authz.allows(&a("get", "dev", "secrets", "db")));
+        assert!(!authz.allows(&a("list", "dev", "secrets", "")));
     }
 }

@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::super::resources::{self, ResourceDef};
 use super::super::storage;
 use super::Authorizer;
+use super::node_graph::NodeGraph;
 use crate::auth::rbac::PolicyIndex;
 use crate::store::{EventKind, Revision, Store, StoreError};
 
@@ -23,17 +24,22 @@ enum Kind {
     ClusterRole,
     RoleBinding,
     ClusterRoleBinding,
+    /// Pods and claims feed the node authorizer's graph.
+    Pod,
+    Claim,
 }
 
 fn defs() -> Vec<(Kind, &'static ResourceDef)> {
     [
-        (Kind::Role, "roles"),
-        (Kind::ClusterRole, "clusterroles"),
-        (Kind::RoleBinding, "rolebindings"),
-        (Kind::ClusterRoleBinding, "clusterrolebindings"),
+        (Kind::Role, GROUP, "roles"),
+        (Kind::ClusterRole, GROUP, "clusterroles"),
+        (Kind::RoleBinding, GROUP, "rolebindings"),
+        (Kind::ClusterRoleBinding, GROUP, "clusterrolebindings"),
+        (Kind::Pod, "", "pods"),
+        (Kind::Claim, "", "persistentvolumeclaims"),
     ]
     .into_iter()
-    .filter_map(|(k, plural)| resources::lookup(GROUP, "v1", plural).map(|d| (k, d)))
+    .filter_map(|(k, group, plural)| resources::lookup(group, "v1", plural).map(|d| (k, d)))
     .collect()
 }
 
@@ -42,8 +48,8 @@ fn defs() -> Vec<(Kind, &'static ResourceDef)> {
 pub async fn sync_policy(store: Store, authz: Arc<Authorizer>) {
     loop {
         match list_all(&store).await {
-            Ok((index, revision)) => {
-                authz.replace(index);
+            Ok((index, graph, revision)) => {
+                authz.replace(index, graph);
                 follow(&store, &authz, revision).await;
             }
             Err(StoreError::Closed) => return,
@@ -56,25 +62,26 @@ pub async fn sync_policy(store: Store, authz: Arc<Authorizer>) {
 /// Replaces the index with the policy as stored now. The composition root calls it after writing
 /// the bootstrap policy, so that nothing started afterwards races the watches' delivery.
 pub async fn resync(store: &Store, authz: &Authorizer) -> Result<(), StoreError> {
-    let (index, _) = list_all(store).await?;
-    authz.replace(index);
+    let (index, graph, _) = list_all(store).await?;
+    authz.replace(index, graph);
     Ok(())
 }
 
-async fn list_all(store: &Store) -> Result<(PolicyIndex, Revision), StoreError> {
+async fn list_all(store: &Store) -> Result<(PolicyIndex, NodeGraph, Revision), StoreError> {
     let mut index = PolicyIndex::default();
+    let mut graph = NodeGraph::default();
     let mut at: Option<Revision> = None;
     for (kind, def) in defs() {
         let listed = store.list(&def.key_prefix(), None, at, None).await?;
         at = Some(listed.revision);
         for kv in &listed.kvs {
             match storage::decode(kv) {
-                Ok(s) => apply(&mut index, kind, s.object),
+                Ok(s) => apply(&mut index, &mut graph, kind, s.object),
                 Err(e) => tracing::warn!(key = %kv.key, error = %e, "unreadable RBAC object"),
             }
         }
     }
-    Ok((index, at.unwrap_or(Revision(0))))
+    Ok((index, graph, at.unwrap_or(Revision(0))))
 }
 
 async fn follow(store: &Store, authz: &Authorizer, revision: Revision) {
@@ -97,11 +104,27 @@ async fn follow(store: &Store, authz: &Authorizer, revision: Revision) {
                 return;
             }
         };
+        if matches!(kind, Kind::Pod | Kind::Claim) {
+            authz.update_graph(|graph| {
+                for ev in events {
+                    match ev.kind {
+                        EventKind::Put => match storage::decode(&ev.kv) {
+                            Ok(s) => apply_graph(graph, kind, &s.object),
+                            Err(e) => {
+                                tracing::warn!(key = %ev.kv.key, error = %e, "unreadable object")
+                            }
+                        },
+                        EventKind::Delete => remove_graph(graph, kind, &ev.kv.key),
+                    }
+                }
+            });
+            continue;
+        }
         authz.update(|index| {
             for ev in events {
                 match ev.kind {
                     EventKind::Put => match storage::decode(&ev.kv) {
-                        Ok(s) => apply(index, kind, s.object),
+                        Ok(s) => apply(index, &mut NodeGraph::default(), kind, s.object),
                         Err(e) => {
                             tracing::warn!(key = %ev.kv.key, error = %e, "unreadable RBAC object")
                         }
@@ -113,8 +136,31 @@ async fn follow(store: &Store, authz: &Authorizer, revision: Revision) {
     }
 }
 
-fn apply(index: &mut PolicyIndex, kind: Kind, object: Value) {
+fn apply_graph(graph: &mut NodeGraph, kind: Kind, object: &Value) {
+    match kind {
+        Kind::Pod => graph.upsert_pod(object),
+        Kind::Claim => graph.upsert_claim(object),
+        _ => {}
+    }
+}
+
+fn remove_graph(graph: &mut NodeGraph, kind: Kind, key: &str) {
+    let mut parts = key.rsplit('/');
+    let name = parts.next().unwrap_or("");
+    let ns = parts.next().unwrap_or("");
+    match kind {
+        Kind::Pod => graph.remove_pod(ns, name),
+        Kind::Claim => graph.remove_claim(ns, name),
+        _ => {}
+    }
+}
+
+fn apply(index: &mut PolicyIndex, graph: &mut NodeGraph, kind: Kind, object: Value) {
     let result = match kind {
+        Kind::Pod | Kind::Claim => {
+            apply_graph(graph, kind, &object);
+            return;
+        }
         Kind::Role => serde_json::from_value::<Role>(object).map(|r| index.upsert_role(&r)),
         Kind::ClusterRole => {
             serde_json::from_value::<ClusterRole>(object).map(|r| index.upsert_cluster_role(&r))
@@ -140,5 +186,6 @@ fn remove(index: &mut PolicyIndex, kind: Kind, key: &str) {
         Kind::ClusterRole => index.remove_cluster_role(name),
         Kind::RoleBinding => index.remove_role_binding(ns, name),
         Kind::ClusterRoleBinding => index.remove_cluster_role_binding(name),
+        Kind::Pod | Kind::Claim => {}
     }
 }

@@ -460,7 +460,7 @@ mod tests {
         assert_eq!(p.cluster_roles.len() - controller_roles, 31);
         assert_eq!(controller_roles, 37);
         assert_eq!(p.cluster_roles.len(), 68);
-        assert_eq!(p.cluster_role_bindings.len(), 12 + 37 + 2);
+        assert_eq!(p.cluster_role_bindings.len(), 12 + 37 + 1);
         assert_eq!(p.roles.len(), 7);
         assert_eq!(p.role_bindings.len(), 7);
     }
@@ -655,7 +655,7 @@ mod tests {
                 .map(|s| format!("{}:{}", s.kind, s.name))
                 .collect()
         };
-        let cases: [(&str, &[&str]); 7] = [
+        let cases: [(&str, &[&str]); 6] = [
             (
                 "system:public-info-viewer",
                 &["Group:system:authenticated", "Group:system:unauthenticated"],
@@ -665,7 +665,6 @@ mod tests {
             ("cluster-admin", &["Group:system:masters"]),
             ("system:kube-scheduler", &["User:system:kube-scheduler"]),
             ("system:node-proxier", &["User:system:kube-proxy"]),
-            ("skiff:system:nodes", &["Group:system:nodes"]),
         ];
         for (name, want) in cases {
             assert_eq!(groups(name), want, "{name}");
