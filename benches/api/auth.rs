@@ -28,6 +28,8 @@ pub struct AuthOverhead {
     pub decision: Summary,
     /// The same for a denied request (the slowest path: every candidate binding is checked).
     pub denied: Summary,
+    /// Authenticating a bound service-account token (signature, claims, live account lookup).
+    pub token: Summary,
     /// GET of one ConfigMap through the router as the bound user / as an admin.
     pub get_as_user: Summary,
     pub get_as_admin: Summary,
@@ -160,6 +162,43 @@ pub async fn run(
         anyhow::ensure!(refused, "a user without bindings was allowed");
     }
 
+    // A bound service-account token, as pods and CI systems present them.
+    let sa = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(admin.clone(), NS);
+    sa.create(
+        &pp,
+        &k8s_openapi::api::core::v1::ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some("bench".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await
+    .context("creating the service account")?;
+    let requested = sa
+        .create_token_request(
+            "bench",
+            &pp,
+            &k8s_openapi::api::authentication::v1::TokenRequest::default(),
+        )
+        .await
+        .context("requesting a token")?;
+    let token = requested.status.map(|s| s.token).unwrap_or_default();
+    let authn = &server.api.config.authn;
+    let mut token_times = Vec::with_capacity(iterations / 10);
+    for _ in 0..(iterations / 10).max(100) {
+        let t = Instant::now();
+        let outcome = authn
+            .authenticate_token(&server.api.store, &token, None)
+            .await;
+        token_times.push(ms(t.elapsed()));
+        anyhow::ensure!(
+            matches!(outcome, skiff::apiserver::authn::Outcome::Authenticated(_)),
+            "the token did not authenticate"
+        );
+    }
+
     let get = |who: UserIdentity| {
         let router = router.clone();
         let uri = uri.clone();
@@ -188,6 +227,7 @@ pub async fn run(
         bindings: BINDINGS,
         decision: summarize(&decision),
         denied: summarize(&denied),
+        token: summarize(&token_times),
         get_as_user: summarize(&as_user),
         get_as_admin: summarize(&as_admin),
     })

@@ -402,6 +402,12 @@ impl Report {
                 Some(a.denied.p99_ms * 1000.0 < AUTHZ_P99_US),
             ),
             (
+                "7. service-account token authentication".to_string(),
+                us(&a.token),
+                String::new(),
+                None,
+            ),
+            (
                 "7. GET via router, bound user".to_string(),
                 us(&a.get_as_user),
                 String::new(),
@@ -429,6 +435,7 @@ impl Report {
                 "bindings": a.bindings,
                 "decision": summary_json(&a.decision),
                 "denied": summary_json(&a.denied),
+                "token": summary_json(&a.token),
                 "get_as_user": summary_json(&a.get_as_user),
                 "get_as_admin": summary_json(&a.get_as_admin),
             }),
@@ -437,8 +444,8 @@ impl Report {
             "7. In-process server; 500 RoleBindings (each a User and a Group subject) in one \
              namespace. 'decision' is what every request pays after authentication: building the \
              request attributes from method + URI and asking the RBAC index (client certificates \
-             are verified once per TLS connection, not per request). The GET rows are whole \
-             requests through the router (store read included) for scale."
+             are verified once per TLS connection, not per request). A bearer token adds the \
+             'token' row per request (ES256 verification plus live account lookups, uncached)."
                 .into(),
         );
     }
