@@ -391,7 +391,8 @@ fn daemonset_covers_eligible_nodes_including_one_added_later() {
     assert!(!nodes_of(&daemon_pods(&server)).contains(&"tainted-0".to_string()));
 
     // The rolling update (node by node, maxUnavailable 1) is covered by the plan's unit tests;
-    // end to end it is not yet checked here (see the control-loops closing note).
+    // end to end it still sometimes leaves two nodes without a ready pod at once, so it is not
+    // asserted here yet (see the control-loops progress note).
     stop.store(true, Ordering::SeqCst);
     let _ = binder.join();
 }

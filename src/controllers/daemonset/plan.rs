@@ -469,8 +469,14 @@ fn rolling_update(
     let mut replace_now: Vec<&Arc<Pod>> = Vec::new();
     let mut candidates: Vec<(&str, &Arc<Pod>)> = Vec::new();
     for (node, pods) in eligible {
-        let new = pods.iter().find(|p| pod_hash(p) == hash);
-        let old = pods.iter().find(|p| pod_hash(p) != hash);
+        // A pod being deleted counts as gone, as upstream's findUpdatedPodsOnNode: its node is
+        // unavailable until the replacement is, so the budget is never overspent.
+        let live = || {
+            pods.iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+        };
+        let new = live().find(|p| pod_hash(p) == hash);
+        let old = live().find(|p| pod_hash(p) != hash);
         match (old, new) {
             (None, Some(n)) => {
                 if !available(n) {
