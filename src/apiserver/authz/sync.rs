@@ -76,7 +76,10 @@ async fn list_all(store: &Store) -> Result<(PolicyIndex, NodeGraph, Revision), S
         at = Some(listed.revision);
         for kv in &listed.kvs {
             match storage::decode(kv) {
-                Ok(s) => apply(&mut index, &mut graph, kind, s.object),
+                Ok(s) if matches!(kind, Kind::Pod | Kind::Claim) => {
+                    apply_graph(&mut graph, kind, &s.object)
+                }
+                Ok(s) => apply(&mut index, kind, s.object),
                 Err(e) => tracing::warn!(key = %kv.key, error = %e, "unreadable RBAC object"),
             }
         }
@@ -124,7 +127,7 @@ async fn follow(store: &Store, authz: &Authorizer, revision: Revision) {
             for ev in events {
                 match ev.kind {
                     EventKind::Put => match storage::decode(&ev.kv) {
-                        Ok(s) => apply(index, &mut NodeGraph::default(), kind, s.object),
+                        Ok(s) => apply(index, kind, s.object),
                         Err(e) => {
                             tracing::warn!(key = %ev.kv.key, error = %e, "unreadable RBAC object")
                         }
@@ -155,12 +158,9 @@ fn remove_graph(graph: &mut NodeGraph, kind: Kind, key: &str) {
     }
 }
 
-fn apply(index: &mut PolicyIndex, graph: &mut NodeGraph, kind: Kind, object: Value) {
+fn apply(index: &mut PolicyIndex, kind: Kind, object: Value) {
     let result = match kind {
-        Kind::Pod | Kind::Claim => {
-            apply_graph(graph, kind, &object);
-            return;
-        }
+        Kind::Pod | Kind::Claim => return,
         Kind::Role => serde_json::from_value::<Role>(object).map(|r| index.upsert_role(&r)),
         Kind::ClusterRole => {
             serde_json::from_value::<ClusterRole>(object).map(|r| index.upsert_cluster_role(&r))
