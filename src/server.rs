@@ -185,6 +185,11 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
         api.store.raw().clone(),
         api.authorizer.clone(),
     ));
+    tokio::spawn({
+        let authn = api.config.authn.clone();
+        let store = api.store.raw().clone();
+        async move { authn.follow_invalidations(store).await }
+    });
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let serving = tokio::spawn(listener.serve(router.clone(), tls_config, async move {
         let _ = rx.wait_for(|v| *v).await;

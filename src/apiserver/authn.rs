@@ -5,7 +5,7 @@
 //! an identity may do (that is authorization's job).
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, header};
@@ -17,6 +17,7 @@ use x509_parser::prelude::FromDer;
 use super::resources::{self, ResourceDef};
 use super::storage;
 use super::storage::ObjectStore;
+use super::token_cache::{self, Dependencies, TokenCache};
 use crate::auth::UserIdentity;
 use crate::auth::authn::bootstrap::{self, BootstrapToken};
 use crate::auth::authn::claims::{
@@ -26,6 +27,7 @@ use crate::auth::authn::jwt::{self, JwtError, JwtSigner, JwtVerifier};
 use crate::auth::authn::token_file::{StaticTokens, TokenFileError};
 use crate::auth::pki::PkiError;
 use crate::auth::tls::{ClientChainVerifier, identity_from_peer};
+use crate::store::Store;
 
 /// The issuer (and default API audience) when `--service-account-issuer` is not given, as k3s.
 pub const DEFAULT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
@@ -137,6 +139,7 @@ pub struct Authenticator {
     audiences: Vec<String>,
     static_tokens: StaticTokens,
     anonymous: bool,
+    cache: Arc<TokenCache>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -148,6 +151,46 @@ impl std::fmt::Debug for Authenticator {
             .field("anonymous", &self.anonymous)
             .finish_non_exhaustive()
     }
+}
+
+/// A verified service-account token with what its validity was checked against.
+struct Verified {
+    result: Authenticated,
+    deps: Dependencies,
+    expiry: Option<i64>,
+}
+
+/// The store keys of the live objects a service-account token's validity depends on (empty
+/// when the claims do not parse; such a token fails validation anyway).
+fn dependency_keys(
+    legacy: bool,
+    public: &PublicClaims,
+    claims: &serde_json::Map<String, Value>,
+) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut push = |plural: &str, ns: Option<&str>, name: &str| {
+        keys.extend(token_cache::core_key(plural, ns, name));
+    };
+    if legacy {
+        if let Ok(l) = claims::parse_legacy(public, claims) {
+            let ns = Some(l.namespace.as_str());
+            push("secrets", ns, &l.secret_name);
+            push("serviceaccounts", ns, &l.service_account.name);
+        }
+    } else if let Ok(b) = claims::parse_bound(claims) {
+        let ns = Some(b.namespace.as_str());
+        push("serviceaccounts", ns, &b.service_account.name);
+        if let Some(s) = &b.secret {
+            push("secrets", ns, &s.name);
+        }
+        if let Some(p) = &b.pod {
+            push("pods", ns, &p.name);
+        }
+        if let Some(n) = &b.node {
+            push("nodes", None, &n.name);
+        }
+    }
+    keys
 }
 
 /// Go's `utilerrors.NewAggregate(...).Error()`.
@@ -262,6 +305,7 @@ impl Authenticator {
             audiences,
             static_tokens,
             anonymous: config.anonymous,
+            cache: Arc::default(),
         })
     }
 
@@ -277,6 +321,12 @@ impl Authenticator {
 
     pub fn anonymous_enabled(&self) -> bool {
         self.anonymous
+    }
+
+    /// Follows the store so that cached token authentications drop as soon as an object they
+    /// depend on changes; tokens are cached only while this runs.
+    pub async fn follow_invalidations(&self, store: Store) {
+        self.cache.follow(store).await;
     }
 
     /// Signs service-account token claims with the server's key.
@@ -389,8 +439,19 @@ impl Authenticator {
                 audiences: agnostic,
             });
         }
+        // Only the request path is cached; TokenReview's explicit audiences are checked afresh.
+        let cacheable = requested.is_none();
+        let now = now_seconds();
+        if cacheable && let Some(hit) = self.cache.get(token, now) {
+            return Outcome::Authenticated(hit);
+        }
         match self.authenticate_jwt(store, token, requested).await {
-            Some(Ok(a)) => return Outcome::Authenticated(a),
+            Some(Ok(v)) => {
+                if cacheable {
+                    self.cache.insert(token, &v.result, v.deps, v.expiry, now);
+                }
+                return Outcome::Authenticated(v.result);
+            }
             Some(Err(e)) => errors.push(e),
             None => {}
         }
@@ -419,7 +480,7 @@ impl Authenticator {
         store: &ObjectStore,
         token: &str,
         requested: Option<&[String]>,
-    ) -> Option<Result<Authenticated, String>> {
+    ) -> Option<Result<Verified, String>> {
         let issuer = jwt::unverified_issuer(token)?;
         let legacy = issuer == LEGACY_ISSUER;
         if !legacy && issuer != self.issuer {
@@ -434,7 +495,7 @@ impl Authenticator {
         token: &str,
         legacy: bool,
         requested: Option<&[String]>,
-    ) -> Result<Authenticated, String> {
+    ) -> Result<Verified, String> {
         let claims = self.verifier.verify(token).map_err(|e| e.to_string())?;
         let public = PublicClaims::parse(&claims).map_err(|e| e.to_string())?;
         let expected = if legacy { LEGACY_ISSUER } else { &self.issuer };
@@ -443,14 +504,20 @@ impl Authenticator {
         }
         let audiences = claims::intersect_audiences(&public.audiences, &self.audiences, requested)
             .map_err(|e| e.to_string())?;
+        // Captured before the live objects are read, so a change racing the read is noticed.
+        let deps = self.cache.dependencies(dependency_keys(legacy, &public, &claims));
         let info = if legacy {
             self.validate_legacy(store, token, &public, &claims).await?
         } else {
             self.validate_bound(store, &public, &claims).await?
         };
-        Ok(Authenticated {
-            user: with_authenticated_group(info.user()),
-            audiences,
+        Ok(Verified {
+            result: Authenticated {
+                user: with_authenticated_group(info.user()),
+                audiences,
+            },
+            deps,
+            expiry: public.expiry,
         })
     }
 

@@ -30,6 +30,7 @@ pub mod selectors;
 pub mod serve;
 pub mod storage;
 pub mod tables;
+pub mod token_cache;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
