@@ -22,6 +22,7 @@ pub mod hpa;
 pub mod job;
 mod monitors;
 pub mod namespace;
+pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod pod_control;
 pub mod pod_gc;

@@ -1,0 +1,185 @@
+//! The node IPAM controller (upstream's range allocator, as k3s runs it with
+//! `--allocate-node-cidrs`): every Node gets a pod CIDR, one /24 of the cluster CIDR
+//! (10.42.0.0/16 by default), recorded in `spec.podCIDR` and `spec.podCIDRs`. CIDRs a node
+//! already carries are marked used (so restarts and simulated nodes that bring their own keep
+//! theirs); a deleted node's CIDR is released. The allocator is pure; the controller only
+//! patches Nodes through the API.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use crate::apiserver::handlers::Ipv4Cidr;
+
+/// The per-node mask upstream uses for IPv4 (`--node-cidr-mask-size-ipv4`).
+pub const DEFAULT_NODE_MASK: u8 = 24;
+
+/// Errors of the allocator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IpamError {
+    #[error("cluster CIDR {cluster} cannot be cut into /{mask} node CIDRs")]
+    BadMask { cluster: String, mask: u8 },
+    /// Upstream's event reason for this is `CIDRNotAvailable`.
+    #[error("no remaining CIDRs left to allocate in the cluster CIDR {0}")]
+    Exhausted(String),
+}
+
+/// The node CIDRs of one cluster CIDR, which are used and by whom.
+#[derive(Debug, Clone)]
+pub struct CidrSet {
+    cluster: Ipv4Cidr,
+    mask: u8,
+    /// Node CIDR index → node name.
+    used: HashMap<u32, String>,
+    /// Node name → index, for release on delete.
+    by_node: HashMap<String, u32>,
+    /// Where the next search starts (upstream rotates to spread reuse).
+    next: u32,
+}
+
+fn display(c: &Ipv4Cidr) -> String {
+    format!("{}/{}", c.base, c.prefix)
+}
+
+impl CidrSet {
+    pub fn new(cluster: Ipv4Cidr, mask: u8) -> Result<CidrSet, IpamError> {
+        if mask < cluster.prefix || mask > 30 || mask - cluster.prefix > 16 {
+            return Err(IpamError::BadMask {
+                cluster: display(&cluster),
+                mask,
+            });
+        }
+        Ok(CidrSet {
+            cluster,
+            mask,
+            used: HashMap::new(),
+            by_node: HashMap::new(),
+            next: 0,
+        })
+    }
+
+    fn count(&self) -> u32 {
+        1u32 << (self.mask - self.cluster.prefix)
+    }
+
+    fn cidr(&self, index: u32) -> String {
+        let step = 1u32 << (32 - self.mask);
+        let base = Ipv4Addr::from(u32::from(self.cluster.base) + index * step);
+        format!("{base}/{}", self.mask)
+    }
+
+    /// The index of `cidr` if it is one of this set's node CIDRs.
+    fn index_of(&self, cidr: &str) -> Option<u32> {
+        let parsed = Ipv4Cidr::parse(cidr)?;
+        if parsed.prefix != self.mask || !self.cluster.contains(parsed.base) {
+            return None;
+        }
+        let offset = u32::from(parsed.base) - u32::from(self.cluster.base);
+        Some(offset >> (32 - self.mask))
+    }
+
+    /// Records that `node` carries `cidr` (outside the cluster CIDR: ignored, as upstream).
+    /// Returns false when another node already holds it.
+    pub fn occupy(&mut self, node: &str, cidr: &str) -> bool {
+        let Some(index) = self.index_of(cidr) else {
+            return true;
+        };
+        match self.used.get(&index) {
+            Some(holder) if holder != node => false,
+            _ => {
+                self.used.insert(index, node.to_owned());
+                self.by_node.insert(node.to_owned(), index);
+                true
+            }
+        }
+    }
+
+    /// The CIDR for `node`: the one it holds already, else the next free one.
+    pub fn allocate(&mut self, node: &str) -> Result<String, IpamError> {
+        if let Some(&index) = self.by_node.get(node) {
+            return Ok(self.cidr(index));
+        }
+        let count = self.count();
+        for step in 0..count {
+            let index = (self.next + step) % count;
+            if !self.used.contains_key(&index) {
+                self.used.insert(index, node.to_owned());
+                self.by_node.insert(node.to_owned(), index);
+                self.next = (index + 1) % count;
+                return Ok(self.cidr(index));
+            }
+        }
+        Err(IpamError::Exhausted(display(&self.cluster)))
+    }
+
+    /// Frees the CIDR of a deleted node.
+    pub fn release(&mut self, node: &str) {
+        if let Some(index) = self.by_node.remove(node)
+            && self.used.get(&index).is_some_and(|h| h == node)
+        {
+            self.used.remove(&index);
+        }
+    }
+}
+
+/// The merge patch that records `cidr` on a Node, as upstream's `PatchNodeCIDRs`.
+pub fn pod_cidr_patch(cidr: &str) -> serde_json::Value {
+    serde_json::json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(cluster: &str, mask: u8) -> CidrSet {
+        CidrSet::new(Ipv4Cidr::parse(cluster).unwrap(), mask).unwrap()
+    }
+
+    #[test]
+    fn nodes_get_consecutive_slash_24s_from_the_start_of_the_range() {
+        let mut s = set("10.42.0.0/16", 24);
+        assert_eq!(s.allocate("server").unwrap(), "10.42.0.0/24");
+        assert_eq!(s.allocate("agent-1").unwrap(), "10.42.1.0/24");
+        assert_eq!(s.allocate("server").unwrap(), "10.42.0.0/24");
+    }
+
+    #[test]
+    fn carried_cidrs_are_kept_and_skipped() {
+        let mut s = set("10.42.0.0/16", 24);
+        assert!(s.occupy("sim-0", "10.42.0.0/24"));
+        assert!(!s.occupy("other", "10.42.0.0/24"));
+        assert!(s.occupy("outside", "192.168.5.0/24"));
+        assert!(s.occupy("wrong-mask", "10.42.7.0/25"));
+        assert_eq!(s.allocate("server").unwrap(), "10.42.1.0/24");
+        assert_eq!(s.allocate("sim-0").unwrap(), "10.42.0.0/24");
+    }
+
+    #[test]
+    fn released_cidrs_are_reused_after_the_rest() {
+        let mut s = set("10.42.0.0/22", 24);
+        for n in ["a", "b", "c", "d"] {
+            s.allocate(n).unwrap();
+        }
+        assert_eq!(
+            s.allocate("e"),
+            Err(IpamError::Exhausted("10.42.0.0/22".into()))
+        );
+        s.release("b");
+        assert_eq!(s.allocate("e").unwrap(), "10.42.1.0/24");
+    }
+
+    #[test]
+    fn masks_must_cut_the_cluster_range() {
+        let c = Ipv4Cidr::parse("10.42.0.0/16").unwrap();
+        assert!(CidrSet::new(c, 8).is_err());
+        assert!(CidrSet::new(c, 31).is_err());
+        assert!(CidrSet::new(c, 24).is_ok());
+    }
+
+    #[test]
+    fn the_patch_sets_both_fields() {
+        assert_eq!(
+            pod_cidr_patch("10.42.3.0/24"),
+            serde_json::json!({"spec": {"podCIDR": "10.42.3.0/24", "podCIDRs": ["10.42.3.0/24"]}})
+        );
+    }
+}
