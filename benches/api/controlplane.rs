@@ -276,7 +276,8 @@ impl Cluster {
     }
 }
 
-/// A Deployment of `replicas` pods with tiny requests, deleted at once on termination.
+/// A Deployment of `replicas` pods with tiny requests. The default grace period is kept, so a
+/// delete goes the kubelet's way (marked, stopped by the node, removed with grace 0).
 fn deployment(name: &str, replicas: usize) -> anyhow::Result<Deployment> {
     serde_json::from_value(json!({
         "apiVersion": "apps/v1",
@@ -288,7 +289,6 @@ fn deployment(name: &str, replicas: usize) -> anyhow::Result<Deployment> {
             "template": {
                 "metadata": {"labels": {"app": name}},
                 "spec": {
-                    "terminationGracePeriodSeconds": 0,
                     "containers": [{
                         "name": "app",
                         "image": "registry.k8s.io/pause:3.10",
@@ -364,8 +364,13 @@ async fn create_and_wait_ready(
             e = tokio::time::timeout_at(deadline, events.next()) => e,
             _ = progress.tick() => {
                 cluster.check_running()?;
+                // Where the pods stand (created, bound by the scheduler, Running on a node)
+                // tells which loop is behind when Ready lags.
+                let pods = census(&cluster.client)
+                    .await
+                    .map_or_else(|e| format!("(no pod list: {e:#})"), |c| c.to_string());
                 eprintln!(
-                    "bench: {:.0} s: {}/{total} replicas Ready",
+                    "bench: {:.0} s: {}/{total} replicas Ready; {pods}",
                     started.elapsed().as_secs_f64(),
                     ready.values().sum::<usize>()
                 );

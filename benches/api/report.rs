@@ -577,7 +577,7 @@ impl Report {
              least 110. 8: clock from the Deployment create (its watch already open) to the \
              watch event showing status.readyReplicas == replicas; then a background-propagation \
              delete of the Deployment, clock until a pod list of the namespace is empty (GC \
-             deletes the ReplicaSet, then its pods; hollow nodes confirm with grace 0). 9: a \
+             deletes the ReplicaSet, then its pods; hollow nodes see each marked pod, stop it and remove it with grace 0). 9: a \
              fresh server and agent; Deployments of 1,000 replicas each, created 4 at a time; \
              clock to every Deployment fully Ready; after the settle pause a full pod list \
              confirms all Running, then VmRSS/VmHWM from /proc/<pid>/status of the server \
