@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
 use kube::Api;
 use kube::api::PostParams;
 use kube::runtime::watcher;
@@ -147,6 +147,20 @@ async fn end_to_end(nodes: usize, pods: usize) -> anyhow::Result<(f64, Duration)
         .buffer_unordered(16)
         .try_collect::<Vec<_>>()
         .await?;
+    // No service-account controller runs here, and pod admission needs the namespace's
+    // `default` ServiceAccount.
+    let sa: ServiceAccount = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "default", "namespace": "default"},
+    }))?;
+    match Api::<ServiceAccount>::namespaced(admin.clone(), "default")
+        .create(&PostParams::default(), &sa)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(e).context("creating the default ServiceAccount"),
+    }
     let pod_api: Api<Pod> = Api::namespaced(admin.clone(), "default");
     futures::stream::iter(0..pods)
         .map(|i| {
