@@ -1,9 +1,12 @@
 //! Skiff's benchmark harness (`scripts/bench.sh`, or `cargo bench --bench api`): API create
 //! throughput against etcd 3.4, watch delivery latency, large lists, idle memory and start-up time,
-//! all on loopback with temporary data dirs; prints a table and writes `target/bench-results.json`.
+//! all on loopback with temporary data dirs; and the control loops with simulated nodes (a large
+//! Deployment's time to Ready, server RSS with 1,000 nodes and 10,000 pods); prints a table and
+//! writes `target/bench-results.json`.
 //! It must never touch anything outside its temporary dirs or leave a process running.
 
 mod auth;
+mod controlplane;
 mod list;
 mod load;
 mod machine;
@@ -39,7 +42,9 @@ struct Settings {
     skiff_bin: PathBuf,
     etcd_bin: Option<PathBuf>,
     out: PathBuf,
-    /// Parts to run (`SKIFF_BENCH_ONLY=etcd,https,inproc,auth,startup`); all when unset.
+    controlplane: controlplane::Settings,
+    /// Parts to run (`SKIFF_BENCH_ONLY=etcd,https,inproc,auth,startup,controlplane`); all when
+    /// unset.
     only: Option<Vec<String>>,
 }
 
@@ -79,6 +84,7 @@ impl Settings {
                 .map(PathBuf::from)
                 .or_else(|| find_in_path("etcd")),
             out,
+            controlplane: controlplane::Settings::from_env(),
             only: std::env::var("SKIFF_BENCH_ONLY").ok().map(|v| {
                 v.split(',')
                     .map(|p| p.trim().to_string())
@@ -134,8 +140,12 @@ async fn run(s: &Settings) -> Report {
         "skiff_bin": s.skiff_bin.display().to_string(),
         "etcd_bin": s.etcd_bin.as_ref().map(|p| p.display().to_string()),
         "only": s.only,
+        "controlplane": s.controlplane.json(),
     }));
-    if let Err(e) = stats::self_check().and_then(|()| load::self_check()) {
+    if let Err(e) = stats::self_check()
+        .and_then(|()| load::self_check())
+        .and_then(|()| controlplane::self_check())
+    {
         report.error("self-check", &e);
         return report;
     }
@@ -200,6 +210,11 @@ async fn run(s: &Settings) -> Report {
         eprintln!("bench: start-up time and idle memory");
         let startup = bench_startup(s).await;
         report.startup(&startup);
+    }
+
+    if s.wants("controlplane") {
+        eprintln!("bench: control loops with simulated nodes");
+        report.controlplane(&controlplane::run(&s.skiff_bin, &s.controlplane).await);
     }
     report
 }

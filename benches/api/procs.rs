@@ -1,5 +1,6 @@
-//! Child processes the benchmark starts (the release `skiff` binary and `etcd`): loopback ports,
-//! temporary data dirs, RSS, and a guard that always stops the child by its pid.
+//! Child processes the benchmark starts (the release `skiff` binary as server and as simulated-node
+//! agent, and `etcd`): loopback ports, temporary data dirs, RSS, and a guard that always stops the
+//! child by its pid.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -157,7 +158,8 @@ impl SkiffProcess {
             .env_remove("SKIFF_DATA_DIR")
             .env_remove("SKIFF_KUBECONFIG_OUTPUT");
         let started = Instant::now();
-        let guard = ChildGuard::spawn("skiff", cmd, &dir.path().join("skiff.log"))?;
+        let log = log_path(dir.path(), "skiff-server")?;
+        let guard = ChildGuard::spawn("skiff", cmd, &log)?;
         Ok(SkiffProcess {
             port,
             kubeconfig,
@@ -165,6 +167,66 @@ impl SkiffProcess {
             guard,
             _dir: dir,
         })
+    }
+}
+
+/// Where a child's log goes: `$SKIFF_BENCH_LOG_DIR/<name>-<pid of the bench>-<n>.log` when that
+/// variable is set (kept after the run, for digging into a slow or failed part), else `<dir>`.
+fn log_path(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    match std::env::var_os("SKIFF_BENCH_LOG_DIR") {
+        Some(keep) => {
+            let keep = PathBuf::from(keep);
+            std::fs::create_dir_all(&keep)
+                .with_context(|| format!("creating {}", keep.display()))?;
+            let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(keep.join(format!("{name}-{}-{n}.log", std::process::id())))
+        }
+        None => Ok(dir.join(format!("{name}.log"))),
+    }
+}
+
+/// Settings of a `skiff agent --simulate N` process.
+pub struct AgentSpec<'a> {
+    pub nodes: usize,
+    /// Pod capacity of each simulated node.
+    pub pods_per_node: usize,
+    /// How long a bound pod takes to turn Running (`--sim-ready-delay`).
+    pub ready_delay: &'a str,
+}
+
+/// `skiff agent --simulate N` against a running server, in its own process so its memory is not
+/// counted with the server's.
+pub struct AgentProcess {
+    pub guard: ChildGuard,
+    _dir: tempfile::TempDir,
+}
+
+impl AgentProcess {
+    pub fn spawn(bin: &Path, kubeconfig: &Path, spec: &AgentSpec) -> anyhow::Result<AgentProcess> {
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-bench-agent-")
+            .tempdir()
+            .context("creating the agent's dir")?;
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, "").context("writing the empty config file")?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("agent")
+            .arg("--config")
+            .arg(&config)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--simulate")
+            .arg(spec.nodes.to_string())
+            .arg("--sim-pods")
+            .arg(spec.pods_per_node.to_string())
+            .arg("--sim-ready-delay")
+            .arg(spec.ready_delay)
+            .env_remove("SKIFF_CONFIG_FILE")
+            .env_remove("SKIFF_KUBECONFIG");
+        let log = log_path(dir.path(), "skiff-agent")?;
+        let guard = ChildGuard::spawn("skiff agent", cmd, &log)?;
+        Ok(AgentProcess { guard, _dir: dir })
     }
 }
 

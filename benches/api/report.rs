@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::{Value, json};
 
+use crate::controlplane::{ControlPlane, DeploymentRun, ScaleRun};
 use crate::list::ListResult;
 use crate::load::Throughput;
 use crate::machine::FsyncProbe;
@@ -19,6 +20,8 @@ const READY_TARGET_MS: f64 = 500.0;
 const WATCH_IN_PROCESS_P99_MS: f64 = 1.0;
 const WATCH_HTTPS_P99_MS: f64 = 5.0;
 const AUTHZ_P99_US: f64 = 50.0;
+/// Issue 4: server RSS with 1,000 simulated nodes and 10,000 pods.
+const SCALE_RSS_TARGET_MIB: f64 = 300.0;
 
 struct Row {
     name: String,
@@ -64,6 +67,38 @@ fn watch_json(w: &WatchLatency) -> Value {
         "start_to_event": summary_json(&w.start_to_event),
         "events_before_return": w.before_ack,
         "commit_to_event": w.commit_to_event.as_ref().map(summary_json),
+    })
+}
+
+fn rss_json((rss, hwm): (u64, u64)) -> Value {
+    json!({ "vmrss": rss, "vmhwm": hwm })
+}
+
+fn deployment_json(d: &DeploymentRun) -> Value {
+    json!({
+        "nodes": d.nodes,
+        "replicas": d.replicas,
+        "nodes_ready_s": d.nodes_ready.as_secs_f64(),
+        "ready_s": d.ready.as_secs_f64(),
+        "deleted_s": d.deleted.as_secs_f64(),
+        "server_rss_kib": rss_json(d.server_rss_kib),
+        "agent_rss_kib": rss_json(d.agent_rss_kib),
+    })
+}
+
+fn scale_json(r: &ScaleRun) -> Value {
+    json!({
+        "nodes": r.nodes,
+        "pods": r.pods,
+        "deployments": r.deployments,
+        "nodes_ready_s": r.nodes_ready.as_secs_f64(),
+        "all_ready_s": r.all_ready.as_secs_f64(),
+        "pods_running": r.census.running,
+        "pods_ready": r.census.ready,
+        "pods_total": r.census.total,
+        "server_rss_nodes_only_kib": rss_json(r.rss_nodes_only_kib),
+        "server_rss_kib": rss_json(r.server_rss_kib),
+        "agent_rss_kib": rss_json(r.agent_rss_kib),
     })
 }
 
@@ -513,6 +548,99 @@ impl Report {
              connection each time."
                 .into(),
         );
+    }
+
+    pub fn controlplane(&mut self, cp: &ControlPlane) {
+        let mut json = serde_json::Map::new();
+        match &cp.deployment {
+            Err(e) => self.error("8. Deployment Ready with simulated nodes", e),
+            Ok(d) => {
+                self.deployment_rows(d);
+                json.insert("deployment".into(), deployment_json(d));
+            }
+        }
+        match &cp.scale {
+            Err(e) => self.error("9. server RSS with simulated nodes and pods", e),
+            Ok(r) => {
+                self.scale_rows(r);
+                json.insert("scale".into(), scale_json(r));
+            }
+        }
+        self.json.insert("controlplane".into(), Value::Object(json));
+        self.notes.push(
+            "8/9. A release `skiff server --disable-agent` process (all controllers and the \
+             scheduler in it) and a separate `skiff agent --simulate N` process (hollow nodes: \
+             one pod watch and one node watch for all of them, Leases renewed every 10 s, a \
+             bound pod turns Running and Ready after --sim-ready-delay, 1 s by default), both \
+             talking HTTPS; the bench's own kube-rs client uses the admin certificate. Pods \
+             request 1m CPU and 1Mi memory; pod capacity per node is the even share + 10, at \
+             least 110. 8: clock from the Deployment create (its watch already open) to the \
+             watch event showing status.readyReplicas == replicas; then a background-propagation \
+             delete of the Deployment, clock until a pod list of the namespace is empty (GC \
+             deletes the ReplicaSet, then its pods; hollow nodes see each marked pod, stop it and remove it with grace 0). 9: a \
+             fresh server and agent; Deployments of 1,000 replicas each, created 4 at a time; \
+             clock to every Deployment fully Ready; after the settle pause a full pod list \
+             confirms all Running, then VmRSS/VmHWM from /proc/<pid>/status of the server \
+             (the agent's RSS is shown for context, not counted)."
+                .into(),
+        );
+    }
+
+    fn deployment_rows(&mut self, d: &DeploymentRun) {
+        let (rss, hwm) = d.server_rss_kib;
+        self.rows.push(Row {
+            name: format!(
+                "8. Deployment {} replicas -> all Ready, {} sim nodes",
+                d.replicas, d.nodes
+            ),
+            skiff: format!(
+                "{:.1} s ({:.0} pods/s)",
+                d.ready.as_secs_f64(),
+                crate::stats::rate(d.replicas, d.ready)
+            ),
+            reference: format!(
+                "delete -> pods gone {:.1} s; nodes Ready in {:.1} s; server {:.0} MiB \
+                 (peak {:.0})",
+                d.deleted.as_secs_f64(),
+                d.nodes_ready.as_secs_f64(),
+                mib(rss),
+                mib(hwm)
+            ),
+            target: "(reported)".into(),
+            ok: None,
+        });
+    }
+
+    fn scale_rows(&mut self, r: &ScaleRun) {
+        let (rss, hwm) = r.server_rss_kib;
+        self.rows.push(Row {
+            name: format!(
+                "9. {} pods ({} Deployments) -> all Ready, {} sim nodes",
+                r.pods, r.deployments, r.nodes
+            ),
+            skiff: format!(
+                "{:.1} s ({:.0} pods/s)",
+                r.all_ready.as_secs_f64(),
+                crate::stats::rate(r.pods, r.all_ready)
+            ),
+            reference: format!("nodes Ready in {:.1} s", r.nodes_ready.as_secs_f64()),
+            target: "(reported)".into(),
+            ok: None,
+        });
+        self.rows.push(Row {
+            name: format!(
+                "9. server RSS, {} sim nodes + {} Running pods",
+                r.nodes, r.census.running
+            ),
+            skiff: format!("{:.1} MiB (peak {:.1} MiB)", mib(rss), mib(hwm)),
+            reference: format!(
+                "nodes only {:.1} MiB; agent {:.1} MiB; k0s 2.3 GB (100 nodes, 10k pods)",
+                mib(r.rss_nodes_only_kib.0),
+                mib(r.agent_rss_kib.0)
+            ),
+            target: format!("< {SCALE_RSS_TARGET_MIB} MiB"),
+            ok: Some(mib(rss) < SCALE_RSS_TARGET_MIB),
+        });
     }
 
     /// The table and notes, as printed.
