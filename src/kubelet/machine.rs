@@ -129,10 +129,11 @@ impl Machine {
                     .and_then(|n| u32::try_from(n.get()).ok())
             })
             .unwrap_or(1);
-        let stat = nix::sys::statvfs::statvfs(data_dir).map_err(|source| MachineError::Statvfs {
-            path: data_dir.display().to_string(),
-            source,
-        })?;
+        let stat =
+            nix::sys::statvfs::statvfs(data_dir).map_err(|source| MachineError::Statvfs {
+                path: data_dir.display().to_string(),
+                source,
+            })?;
         let ephemeral_storage_bytes = u64::from(stat.blocks()).saturating_mul(stat.fragment_size());
         let uname = nix::sys::utsname::uname().ok();
         let kernel_version = uname
@@ -239,7 +240,10 @@ pub fn labels(
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     if control_plane {
-        out.insert("node-role.kubernetes.io/control-plane".into(), "true".into());
+        out.insert(
+            "node-role.kubernetes.io/control-plane".into(),
+            "true".into(),
+        );
         out.insert("node-role.kubernetes.io/master".into(), "true".into());
     }
     out.extend(extra.iter().cloned());
@@ -332,6 +336,9 @@ mod tests {
         assert!(m.cpus >= 1);
         assert!(m.memory_bytes > 0);
         assert!(m.ephemeral_storage_bytes > 0);
-        assert_eq!(m.node_info("containerd://1.6.20")["operatingSystem"], "linux");
+        assert_eq!(
+            m.node_info("containerd://1.6.20")["operatingSystem"],
+            "linux"
+        );
     }
 }
