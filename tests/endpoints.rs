@@ -112,7 +112,9 @@ fn node(server: &TestServer) {
 
 #[test]
 fn endpoints_and_slices_list_only_ready_pods_throughout() {
-    let server = TestServer::start();
+    // The node here never posts a status: keep the node lifecycle controller from marking its
+    // pods not ready (as upstream does after the grace period) while the test sets readiness.
+    let server = TestServer::start_with(&["--node-monitor-grace-period", "1h"]);
     node(&server);
     apply(
         &server,

@@ -367,3 +367,310 @@ async fn an_in_process_node_stopped_and_resumed_loses_and_regains_readiness_and_
     nodes.shutdown().await;
     server.shutdown().await;
 }
+
+/// `kubectl get KIND -w` in a thread, recording every event with the instant it arrived.
+struct Watch {
+    child: Child,
+    reader: std::thread::JoinHandle<Vec<(Instant, Value)>>,
+}
+
+impl Watch {
+    fn start(server: &TestServer, args: &[&str]) -> Watch {
+        let mut child = Command::new(tool("kubectl-1.35"))
+            .arg("get")
+            .args(args)
+            .args(["-w", "--output-watch-events", "-o", "json"])
+            .env("KUBECONFIG", &server.kubeconfig)
+            .env("HOME", server.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl watch");
+        let stdout = child.stdout.take().expect("watch stdout");
+        let reader = std::thread::spawn(move || {
+            serde_json::Deserializer::from_reader(stdout)
+                .into_iter::<Value>()
+                .map_while(Result::ok)
+                .map(|e| (Instant::now(), e))
+                .collect()
+        });
+        Watch { child, reader }
+    }
+
+    /// Ends the watch (by pid) and returns its events.
+    fn stop(mut self) -> Vec<(Instant, Value)> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.reader.join().unwrap_or_default()
+    }
+}
+
+fn revision(obj: &Value) -> u64 {
+    obj["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The pod names an Endpoints or EndpointSlice object lists as ready.
+fn ready_targets(obj: &Value) -> Vec<String> {
+    let name = |a: &Value| a["targetRef"]["name"].as_str().unwrap_or("?").to_string();
+    if obj["kind"] == "Endpoints" {
+        obj["subsets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["addresses"].as_array().cloned().unwrap_or_default())
+            .map(|a| name(&a))
+            .collect()
+    } else {
+        obj["endpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["conditions"]["ready"] == true)
+            .map(name)
+            .collect()
+    }
+}
+
+/// How long the endpoints controllers may take to drop a pod that stopped being ready.
+const PROPAGATION: Duration = Duration::from_secs(2);
+
+/// Replays pod, Endpoints and EndpointSlice events in commit order and returns every observed
+/// step where a ready address belongs to a pod that was never ready, or that had stopped being
+/// ready (or was terminating or gone) for longer than [`PROPAGATION`].
+fn endpoint_violations(pods: &[(Instant, Value)], endpoints: &[(Instant, Value)]) -> Vec<String> {
+    let mut all: Vec<(u64, bool, Instant, &Value)> = pods
+        .iter()
+        .map(|(t, e)| (revision(&e["object"]), true, *t, e))
+        .chain(
+            endpoints
+                .iter()
+                .map(|(t, e)| (revision(&e["object"]), false, *t, e)),
+        )
+        .collect();
+    all.sort_by_key(|(rv, is_pod, _, _)| (*rv, !*is_pod));
+    // pod name -> (ever ready, not ready since)
+    let mut state: std::collections::HashMap<String, (bool, Option<Instant>)> =
+        std::collections::HashMap::new();
+    let mut violations = Vec::new();
+    for (rv, is_pod, at, event) in all {
+        let obj = &event["object"];
+        if is_pod {
+            let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let ready_now = event["type"] != "DELETED"
+                && obj["metadata"]["deletionTimestamp"].is_null()
+                && condition(obj, "Ready") == "True";
+            let entry = state.entry(name).or_insert((false, Some(at)));
+            if ready_now {
+                *entry = (true, None);
+            } else if entry.1.is_none() {
+                entry.1 = Some(at);
+            }
+            continue;
+        }
+        for target in ready_targets(obj) {
+            let why = match state.get(&target) {
+                None => Some("an unknown pod".to_string()),
+                Some((false, _)) => Some("a pod that was never ready".to_string()),
+                Some((true, Some(since))) if at.duration_since(*since) > PROPAGATION => Some(
+                    format!("a pod not ready for {:?}", at.duration_since(*since)),
+                ),
+                _ => None,
+            };
+            if let Some(why) = why {
+                violations.push(format!(
+                    "{} {} at revision {rv} lists {target} as ready: {why}",
+                    obj["kind"].as_str().unwrap_or(""),
+                    obj["metadata"]["name"].as_str().unwrap_or("")
+                ));
+            }
+        }
+    }
+    violations
+}
+
+const WEB: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata:
+      labels: {app: web}
+      annotations: {skiff.io/simulate-ready-after: 1s}
+    spec:
+      containers: [{name: app, image: nginx}]
+      tolerations:
+      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+      - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+"#;
+
+#[test]
+fn a_stopped_nodes_pods_are_evicted_and_recreated_elsewhere_while_endpoints_list_only_ready_pods() {
+    let server = TestServer::start_with(&[
+        "--node-monitor-grace-period",
+        "4s",
+        "--node-monitor-period",
+        "500ms",
+    ]);
+    let kubectl = tool("kubectl-1.35");
+    let pod_watch = Watch::start(&server, &["pods", "-l", "app=web"]);
+    let ep_watch = Watch::start(&server, &["endpoints"]);
+    let slice_watch = Watch::start(
+        &server,
+        &["endpointslices", "-l", "kubernetes.io/service-name=web"],
+    );
+    // The Deployment's pods all start on lone-0 (the only node), healthy nodes join later.
+    let mut lone = Agent::start(&server, 1, "lone-");
+    wait_until("lone-0 is Ready", Duration::from_secs(30), || {
+        condition(&get_json(&server, &["get", "node", "lone-0"]), "Ready") == "True"
+    });
+    ok(&server, &kubectl, &["apply", "-f", "-"], Some(WEB));
+    let web_pods = || -> Vec<Value> {
+        get_json(&server, &["get", "pods", "-l", "app=web"])["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let is_ready = |p: &Value| condition(p, "Ready") == "True";
+    wait_until(
+        "2 web pods are Ready on lone-0",
+        Duration::from_secs(30),
+        || {
+            let pods = web_pods();
+            pods.len() == 2
+                && pods
+                    .iter()
+                    .all(|p| is_ready(p) && p["spec"]["nodeName"] == "lone-0")
+        },
+    );
+    let first: Vec<String> = web_pods()
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    let _healthy = Agent::start(&server, 2, "sim-");
+    wait_until("3 nodes are Ready", Duration::from_secs(30), || {
+        let nodes = get_json(&server, &["get", "nodes"]);
+        let items = nodes["items"].as_array().cloned().unwrap_or_default();
+        items.len() == 3 && items.iter().all(|n| condition(n, "Ready") == "True")
+    });
+
+    lone.kill();
+    wait_until(
+        "lone-0 is NotReady and tainted",
+        Duration::from_secs(30),
+        || {
+            let node = get_json(&server, &["get", "node", "lone-0"]);
+            let keys = taint_keys(&node);
+            condition(&node, "Ready") == "Unknown"
+                && keys.contains(&"node.kubernetes.io/unreachable:NoSchedule".to_string())
+                && keys.contains(&"node.kubernetes.io/unreachable:NoExecute".to_string())
+        },
+    );
+    let tainted = Instant::now();
+    wait_until(
+        "the stopped node's pods are evicted",
+        Duration::from_secs(20),
+        || {
+            first.iter().all(|name| {
+                let p = get_json(&server, &["get", "pod", name]);
+                p.is_null() || !p["metadata"]["deletionTimestamp"].is_null()
+            })
+        },
+    );
+    let waited = tainted.elapsed();
+    assert!(
+        waited >= Duration::from_secs(1),
+        "evicted after only {waited:?}"
+    );
+    let mut replacements: Vec<Value> = Vec::new();
+    wait_until(
+        "2 replacements are Ready on healthy nodes",
+        Duration::from_secs(30),
+        || {
+            replacements = web_pods()
+                .into_iter()
+                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                .collect();
+            replacements.len() == 2
+                && replacements.iter().all(|p| {
+                    is_ready(p)
+                        && p["spec"]["nodeName"]
+                            .as_str()
+                            .is_some_and(|n| n.starts_with("sim-"))
+                })
+        },
+    );
+    let mut want: Vec<String> = replacements
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    want.sort();
+    wait_until(
+        "Endpoints and the slice list only the replacements as ready",
+        Duration::from_secs(20),
+        || {
+            let mut ep = ready_targets(&get_json(&server, &["get", "endpoints", "web"]));
+            ep.sort();
+            let slices = get_json(
+                &server,
+                &[
+                    "get",
+                    "endpointslices",
+                    "-l",
+                    "kubernetes.io/service-name=web",
+                ],
+            );
+            let mut sl: Vec<String> = slices["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|s| {
+                    let mut s = s.clone();
+                    s["kind"] = json!("EndpointSlice");
+                    ready_targets(&s)
+                })
+                .collect();
+            sl.sort();
+            ep == want && sl == want
+        },
+    );
+    let out = ok(&server, &kubectl, &["get", "deployment", "web"], None);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("web") && l.contains("2/2")),
+        "{out}"
+    );
+
+    let pods = pod_watch.stop();
+    let mut addresses: Vec<(Instant, Value)> = ep_watch
+        .stop()
+        .into_iter()
+        .filter(|(_, e)| e["object"]["metadata"]["name"] == "web")
+        .collect();
+    addresses.extend(slice_watch.stop());
+    let seen: std::collections::BTreeSet<String> = addresses
+        .iter()
+        .flat_map(|(_, e)| ready_targets(&e["object"]))
+        .collect();
+    for name in first.iter().chain(&want) {
+        assert!(
+            seen.contains(name),
+            "{name} was never listed as ready: {seen:?}"
+        );
+    }
+    let violations = endpoint_violations(&pods, &addresses);
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+}

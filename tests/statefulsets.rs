@@ -348,7 +348,7 @@ fn nodes_of(pods: &[Value]) -> Vec<String> {
 
 #[test]
 
-fn daemonset_covers_eligible_nodes_including_one_added_later() {
+fn daemonset_covers_eligible_nodes_including_one_added_later_and_rolls_node_by_node() {
     let server = TestServer::start();
     let kubectl = tool("kubectl-1.35");
     let _agent = Agent::start(&server, 2, "sim-", &[]);
@@ -390,9 +390,126 @@ fn daemonset_covers_eligible_nodes_including_one_added_later() {
     });
     assert!(!nodes_of(&daemon_pods(&server)).contains(&"tainted-0".to_string()));
 
-    // The rolling update (node by node, maxUnavailable 1) is covered by the plan's unit tests;
-    // end to end it still sometimes leaves two nodes without a ready pod at once, so it is not
-    // asserted here yet (see the control-loops progress note).
+    // A template change rolls node by node (maxUnavailable 1, the default): on a watch of every
+    // pod change, never more than one eligible node is without a ready, live daemon pod.
+    let watch = PodWatch::start(&server, "app=agent");
+    std::thread::sleep(Duration::from_secs(1));
+    watch.arm();
+    ok(
+        &server,
+        &kubectl,
+        &["set", "image", "daemonset/agent", "agent=agent:2"],
+        None,
+    );
+    let out = ok(
+        &server,
+        &kubectl,
+        &["rollout", "status", "daemonset/agent", "--timeout=60s"],
+        None,
+    );
+    assert!(out.contains("successfully rolled out"), "{out}");
+    wait_until("every node runs agent:2", Duration::from_secs(30), || {
+        let pods = daemon_pods(&server);
+        nodes_of(&pods) == ["late-0", "sim-0", "sim-1"]
+            && pods
+                .iter()
+                .all(|p| ready(p) && p["spec"]["containers"][0]["image"] == "agent:2")
+    });
+    let steps = watch.stop();
+    let eligible = ["late-0", "sim-0", "sim-1"];
+    let mut replaced = Vec::new();
+    for (i, state) in steps.iter().enumerate() {
+        let down: Vec<&str> = eligible
+            .iter()
+            .copied()
+            .filter(|n| {
+                !state.values().any(|p| {
+                    p["spec"]["nodeName"] == *n
+                        && ready(p)
+                        && p["metadata"]["deletionTimestamp"].is_null()
+                })
+            })
+            .collect();
+        assert!(
+            down.len() <= 1,
+            "step {i}: nodes {down:?} are unavailable at once"
+        );
+        if let [n] = down.as_slice()
+            && replaced.last() != Some(n)
+        {
+            replaced.push(*n);
+        }
+    }
+    replaced.sort();
+    assert_eq!(replaced, eligible, "each node is replaced in turn");
     stop.store(true, Ordering::SeqCst);
     let _ = binder.join();
+}
+
+/// `kubectl get pods -w` in a thread: after [`PodWatch::arm`], the pods (name -> object) after
+/// every change, in the order the server committed them.
+struct PodWatch {
+    child: Child,
+    armed: Arc<AtomicBool>,
+    reader: std::thread::JoinHandle<Vec<std::collections::BTreeMap<String, Value>>>,
+}
+
+impl PodWatch {
+    fn start(server: &TestServer, selector: &str) -> PodWatch {
+        let mut child = Command::new(tool("kubectl-1.35"))
+            .args([
+                "get",
+                "pods",
+                "-l",
+                selector,
+                "-w",
+                "--output-watch-events",
+                "-o",
+                "json",
+            ])
+            .env("KUBECONFIG", &server.kubeconfig)
+            .env("HOME", server.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl watch");
+        let stdout = child.stdout.take().expect("watch stdout");
+        let armed = Arc::new(AtomicBool::new(false));
+        let flag = armed.clone();
+        let reader = std::thread::spawn(move || {
+            let mut pods = std::collections::BTreeMap::new();
+            let mut steps = Vec::new();
+            for event in serde_json::Deserializer::from_reader(stdout).into_iter::<Value>() {
+                let Ok(event) = event else { break };
+                let obj = &event["object"];
+                let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+                if event["type"] == "DELETED" {
+                    pods.remove(&name);
+                } else {
+                    pods.insert(name, obj.clone());
+                }
+                if flag.load(Ordering::SeqCst) {
+                    steps.push(pods.clone());
+                }
+            }
+            steps
+        });
+        PodWatch {
+            child,
+            armed,
+            reader,
+        }
+    }
+
+    fn arm(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends the watch (by pid) and returns the states seen while armed.
+    fn stop(mut self) -> Vec<std::collections::BTreeMap<String, Value>> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.reader.join().unwrap_or_default()
+    }
 }

@@ -723,3 +723,147 @@ spec:
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_delete_cascades_background_foreground_and_orphan_and_namespaces_empty_first() {
+    let s = TestServer::start();
+    let client = client(&s).await;
+    let _kubelet = fake_kubelet(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    for name in ["bg", "fg", "orphan"] {
+        kubectl_in(
+            &s,
+            &["apply", "-f", "-"],
+            &deployment_yaml(name, 2, "type: RollingUpdate", "busybox:1"),
+        );
+    }
+    for name in ["bg", "fg", "orphan"] {
+        let selector = format!("app={name}");
+        eventually(&s, "2 pods are ready", || async {
+            ready_count(&pods, &selector).await == 2
+        })
+        .await;
+    }
+    let rs_of = |name: &'static str| {
+        let rss = rss.clone();
+        async move {
+            rss.list(&ListParams::default().labels(&format!("app={name}")))
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default()
+        }
+    };
+
+    // background: the Deployment goes at once, the collector removes its ReplicaSet and pods.
+    kubectl(&s, &["delete", "deployment", "bg", "--cascade=background"]);
+    eventually(&s, "bg's replica set and pods are gone", || async {
+        rs_of("bg").await.is_empty()
+            && pods
+                .list(&ListParams::default().labels("app=bg"))
+                .await
+                .is_ok_and(|l| l.items.is_empty())
+    })
+    .await;
+
+    // foreground: the Deployment stays (foregroundDeletion) until its dependents are gone; a
+    // finalizer on one pod holds them so the order is observable.
+    let held = live_pods(&pods, "app=fg").await[0].name_any();
+    kubectl(
+        &s,
+        &[
+            "patch",
+            "pod",
+            &held,
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":["skiff.test/hold"]}}"#,
+        ],
+    );
+    kubectl(
+        &s,
+        &[
+            "delete",
+            "deployment",
+            "fg",
+            "--cascade=foreground",
+            "--wait=false",
+        ],
+    );
+    eventually(&s, "the held pod is being deleted", || async {
+        pods.get(&held)
+            .await
+            .is_ok_and(|p| p.metadata.deletion_timestamp.is_some())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let d = deploys.get("fg").await.unwrap();
+    assert!(d.metadata.deletion_timestamp.is_some());
+    assert_eq!(d.finalizers(), ["foregroundDeletion"]);
+    kubectl(
+        &s,
+        &[
+            "patch",
+            "pod",
+            &held,
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ],
+    );
+    eventually(&s, "fg and its dependents are gone", || async {
+        deploys.get_opt("fg").await.is_ok_and(|d| d.is_none())
+            && rs_of("fg").await.is_empty()
+            && pods
+                .list(&ListParams::default().labels("app=fg"))
+                .await
+                .is_ok_and(|l| l.items.is_empty())
+    })
+    .await;
+
+    // orphan: the Deployment goes, its ReplicaSet and pods stay, released.
+    kubectl(&s, &["delete", "deployment", "orphan", "--cascade=orphan"]);
+    eventually(&s, "orphan's replica set is released", || async {
+        let rs = rs_of("orphan").await;
+        deploys.get_opt("orphan").await.is_ok_and(|d| d.is_none())
+            && rs.len() == 1
+            && rs[0].owner_references().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(ready_count(&pods, "app=orphan").await, 2);
+
+    // Deleting a namespace removes everything in it, then the namespace (kubectl waits).
+    kubectl(&s, &["create", "namespace", "team"]);
+    kubectl_in(
+        &s,
+        &["apply", "-n", "team", "-f", "-"],
+        &deployment_yaml("web", 2, "type: RollingUpdate", "busybox:1"),
+    );
+    let team_pods: Api<Pod> = Api::namespaced(client.clone(), "team");
+    eventually(&s, "team's pods exist", || async {
+        live_pods(&team_pods, "app=web").await.len() == 2
+    })
+    .await;
+    kubectl(&s, &["delete", "namespace", "team", "--timeout=60s"]);
+    let out = common::run(
+        &s,
+        &tool("kubectl-1.35"),
+        &["get", "namespace", "team"],
+        None,
+    );
+    assert!(!out.status.success(), "team still exists");
+    let left = kubectl(
+        &s,
+        &[
+            "get",
+            "deployments,replicasets,pods",
+            "-n",
+            "team",
+            "-o",
+            "name",
+        ],
+    );
+    assert!(left.trim().is_empty(), "{left}");
+}

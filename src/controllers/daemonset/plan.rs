@@ -314,13 +314,19 @@ pub fn plan(
 ) -> Plan {
     let spec = ds.spec.as_ref();
     let min_ready = spec.and_then(|s| s.min_ready_seconds).unwrap_or(0);
+    // A pod being deleted still occupies its node until it has finished (upstream's
+    // getNodesToDaemonPods drops only deleted pods that are already terminal): no replacement is
+    // created beside it, and the rolling update counts its node as unavailable.
+    let mut terminating: BTreeMap<&str, usize> = BTreeMap::new();
     let mut by_node: BTreeMap<&str, Vec<&Arc<Pod>>> = BTreeMap::new();
-    for pod in pods
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-    {
-        if let Some(n) = target_node(pod) {
+    for pod in pods {
+        let Some(n) = target_node(pod) else {
+            continue;
+        };
+        if pod.metadata.deletion_timestamp.is_none() {
             by_node.entry(n).or_default().push(pod);
+        } else if !is_finished(pod) {
+            *terminating.entry(n).or_default() += 1;
         }
     }
     for list in by_node.values_mut() {
@@ -352,6 +358,7 @@ pub fn plan(
         };
         let e = eligibility(ds, node);
         let here = by_node.remove(name).unwrap_or_default();
+        let occupied = terminating.contains_key(name);
         if e.should_run {
             desired += 1;
             if let Some(first) = here.first() {
@@ -379,7 +386,8 @@ pub fn plan(
             for p in &failed {
                 plan.actions.push(delete(p, true));
             }
-            if running.is_empty() {
+            // As upstream, a failed pod is replaced on the next sync, once it is gone.
+            if failed.is_empty() && running.is_empty() && !occupied {
                 plan.actions.push(Action::Create {
                     node: name.into(),
                     pod: Box::new(new_pod(ds, name, hash)),
@@ -431,7 +439,9 @@ pub fn plan(
             }
         }
     }
-    if rolling {
+    // As upstream, the rolling update waits until the creations and deletions above have been
+    // observed: a node whose pod is about to be created has no pod yet to count as unavailable.
+    if rolling && plan.actions.is_empty() {
         rolling_update(
             &mut plan,
             &eligible,

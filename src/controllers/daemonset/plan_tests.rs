@@ -1,4 +1,5 @@
 use super::*;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
 
 const NOW: &str = "2025-01-01T00:01:00Z";
@@ -54,6 +55,13 @@ fn pod(name: &str, node: &str, hash: &str, state: &str) -> Arc<Pod> {
         }))
         .unwrap(),
     )
+}
+
+/// `pod` with a deletion timestamp: its node's kubelet is still stopping it.
+fn deleting(pod: Arc<Pod>) -> Arc<Pod> {
+    let mut pod = (*pod).clone();
+    pod.metadata.deletion_timestamp = Some(Time(NOW.parse().unwrap()));
+    Arc::new(pod)
 }
 
 fn describe(plan: &Plan) -> Vec<String> {
@@ -285,7 +293,39 @@ fn pods_follow_nodes_and_rolling_updates_respect_the_budget() {
             json!({}),
             nodes(1),
             vec![pod("a", "n0", "h2", "failed")],
-            vec!["delete a failed", "create n0 h2"],
+            vec!["delete a failed"],
+        ),
+        (
+            "a failed pod being deleted is replaced",
+            json!({}),
+            nodes(1),
+            vec![deleting(pod("a", "n0", "h2", "failed"))],
+            vec!["create n0 h2"],
+        ),
+        (
+            "a terminating pod keeps its replacement away",
+            json!({}),
+            nodes(1),
+            vec![deleting(pod("a", "n0", "h2", "ready"))],
+            vec![],
+        ),
+        (
+            "a node whose old pod is terminating uses the rolling update's budget",
+            json!({}),
+            nodes(3),
+            vec![
+                deleting(pod("a", "n0", "h1", "ready")),
+                pod("b", "n1", "h1", "ready"),
+                pod("c", "n2", "h1", "ready"),
+            ],
+            vec![],
+        ),
+        (
+            "the replacement comes once the old pod is gone",
+            json!({}),
+            nodes(3),
+            vec![pod("b", "n1", "h1", "ready"), pod("c", "n2", "h1", "ready")],
+            vec!["create n0 h2"],
         ),
         (
             "duplicates keep the oldest",
