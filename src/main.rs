@@ -8,6 +8,18 @@ use clap::Parser;
 use skiff::cli::{Cli, Command, args_with_config_file};
 
 fn main() -> std::process::ExitCode {
+    // containerd's shim runs the container log driver as `skiff _SKIFF_LOG_DRIVER <path>`:
+    // answer before any other parsing, logging or async runtime (one small process per container).
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    if raw.first().map(String::as_str) == Some(skiff::kubelet::logs::driver::ARG) {
+        return match skiff::kubelet::logs::driver::run(&raw) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("skiff log driver: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let (argv, ignored) = match args_with_config_file(std::env::args_os().collect()) {
         Ok(a) => a,
         Err(e) => {
