@@ -305,14 +305,15 @@ mod tests {
                              nameserver 10.43.0.10\noptions ndots:5\n";
         let host_file = "search corp.example lab.example\nnameserver 192.168.1.1\nnameserver 192.168.1.2\n\
                          options timeout:3 ndots:2\n";
-        let cases: Vec<(
-            &str,
+        type Case<'a> = (
+            &'a str,
             serde_json::Value,
-            &ClusterDns,
-            Option<&ResolvConf>,
-            &str,
-            Vec<&str>,
-        )> = vec![
+            &'a ClusterDns,
+            Option<&'a ResolvConf>,
+            &'a str,
+            Vec<&'a str>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "default policy is ClusterFirst",
                 json!({}),

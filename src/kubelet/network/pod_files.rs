@@ -179,32 +179,33 @@ mod tests {
     fn hostnames_follow_the_kubelet() {
         let long = "a".repeat(62) + "-b";
         let long_dash = "a".repeat(62) + "-" + "c".repeat(5).as_str();
-        let cases: Vec<(serde_json::Value, Result<(&str, Option<&str>), ()>)> = vec![
-            (json!({"containers": []}), Ok(("web-7d9f", None))),
+        type Want<'a> = Option<(&'a str, Option<&'a str>)>;
+        let cases: Vec<(serde_json::Value, Want)> = vec![
+            (json!({"containers": []}), Some(("web-7d9f", None))),
             (
                 json!({"containers": [], "hostname": "db-0"}),
-                Ok(("db-0", None)),
+                Some(("db-0", None)),
             ),
             (
                 json!({"containers": [], "hostname": "db-0", "subdomain": "db"}),
-                Ok(("db-0", Some("db.shop.svc.cluster.local"))),
+                Some(("db-0", Some("db.shop.svc.cluster.local"))),
             ),
             (
                 json!({"containers": [], "subdomain": "db"}),
-                Ok(("web-7d9f", Some("db.shop.svc.cluster.local"))),
+                Some(("web-7d9f", Some("db.shop.svc.cluster.local"))),
             ),
-            (json!({"containers": [], "hostname": "Bad_Name"}), Err(())),
-            (json!({"containers": [], "subdomain": "a.b"}), Err(())),
+            (json!({"containers": [], "hostname": "Bad_Name"}), None),
+            (json!({"containers": [], "subdomain": "a.b"}), None),
         ];
         for (spec, want) in cases {
             let got = pod_hostname(&pod(spec.clone()), "cluster.local");
             match want {
-                Ok((h, d)) => {
+                Some((h, d)) => {
                     let got = got.unwrap();
                     assert_eq!(got.hostname, h, "{spec}");
                     assert_eq!(got.domain.as_deref(), d, "{spec}");
                 }
-                Err(()) => assert!(got.is_err(), "{spec}"),
+                None => assert!(got.is_err(), "{spec}"),
             }
         }
         let mut p = pod(json!({"containers": []}));
