@@ -101,8 +101,8 @@ impl CidrSet {
         let count = self.count();
         for step in 0..count {
             let index = (self.next + step) % count;
-            if !self.used.contains_key(&index) {
-                self.used.insert(index, node.to_owned());
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.used.entry(index) {
+                slot.insert(node.to_owned());
                 self.by_node.insert(node.to_owned(), index);
                 self.next = (index + 1) % count;
                 return Ok(self.cidr(index));

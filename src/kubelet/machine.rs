@@ -134,7 +134,7 @@ impl Machine {
                 path: data_dir.display().to_string(),
                 source,
             })?;
-        let ephemeral_storage_bytes = u64::from(stat.blocks()).saturating_mul(stat.fragment_size());
+        let ephemeral_storage_bytes = stat.blocks().saturating_mul(stat.fragment_size());
         let uname = nix::sys::utsname::uname().ok();
         let kernel_version = uname
             .as_ref()

@@ -5,6 +5,7 @@
 pub mod hollow;
 pub mod logs;
 pub mod machine;
+pub mod network;
 
 use std::time::Duration;
 
