@@ -638,3 +638,368 @@ pub fn expand_command_and_args(
     };
     (expand_all(&container.command), expand_all(&container.args))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(spec_extra: serde_json::Value) -> Pod {
+        let mut spec = json!({
+            "nodeName": "node-1",
+            "serviceAccountName": "builder",
+            "containers": [{"name": "app", "image": "busybox",
+                "resources": {"limits": {"cpu": "500m"}, "requests": {"memory": "64Mi"}}},
+                {"name": "side", "image": "busybox", "resources": {"limits": {"memory": "1Gi"}}}]
+        });
+        if let (Some(s), Some(extra)) = (spec.as_object_mut(), spec_extra.as_object()) {
+            for (k, v) in extra {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "namespace": "shop", "uid": "uid-1",
+                "labels": {"app": "web", "tier": "front"}, "annotations": {"note": "a \"b\""}},
+            "spec": spec
+        }))
+        .unwrap()
+    }
+
+    fn sources() -> StaticSources {
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": "cfg", "namespace": "shop"},
+            "data": {"MODE": "prod", "LEVEL": "3", "bad=key": "x", "with space": "ok"}
+        }))
+        .unwrap();
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "creds", "namespace": "shop"},
+            "data": {"PASSWORD": "aHVudGVyMg=="}
+        }))
+        .unwrap();
+        let mut s = StaticSources::default();
+        s.config_maps
+            .insert(("shop".into(), "cfg".into()), Arc::new(cm));
+        s.secrets
+            .insert(("shop".into(), "creds".into()), Arc::new(secret));
+        s
+    }
+
+    fn service(ns: &str, name: &str, ip: &str, ports: serde_json::Value) -> Service {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"clusterIP": ip, "ports": ports}
+        }))
+        .unwrap()
+    }
+
+    fn services() -> Vec<Service> {
+        vec![
+            service(
+                "default",
+                "kubernetes",
+                "10.43.0.1",
+                json!([{"name": "https", "port": 443, "protocol": "TCP"}]),
+            ),
+            service("shop", "redis-main", "10.43.0.20", json!([{"port": 6379}])),
+            service("shop", "headless", "None", json!([{"port": 80}])),
+            service("other", "db", "10.43.0.30", json!([{"port": 5432}])),
+        ]
+    }
+
+    fn resolve(
+        container: serde_json::Value,
+        spec_extra: serde_json::Value,
+    ) -> Result<ResolvedEnv, Error> {
+        let pod = pod(spec_extra);
+        let container: Container = serde_json::from_value(container).unwrap();
+        let allocatable = BTreeMap::from([
+            ("cpu".to_owned(), Quantity("4".into())),
+            ("memory".to_owned(), Quantity("8Gi".into())),
+        ]);
+        let services = services();
+        let pod_ips = ["10.42.0.7".to_owned(), "fd00::7".to_owned()];
+        let host_ips = ["192.168.1.10".to_owned()];
+        let ctx = EnvContext {
+            pod: &pod,
+            container: &container,
+            pod_ips: &pod_ips,
+            host_ips: &host_ips,
+            node_allocatable: &allocatable,
+            services: &services,
+        };
+        resolve_env(&ctx, &sources())
+    }
+
+    fn names(env: &ResolvedEnv) -> Vec<&str> {
+        env.vars.iter().map(|v| v.name.as_str()).collect()
+    }
+
+    #[test]
+    fn env_from_applies_prefix_and_env_overrides_in_place() {
+        let env = resolve(
+            json!({"name": "app", "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"},
+                {"secretRef": {"name": "creds"}}],
+                "env": [{"name": "CFG_MODE", "value": "dev"}, {"name": "EXTRA", "value": "1"}]}),
+            json!({"enableServiceLinks": false}),
+        )
+        .unwrap();
+        assert_eq!(env.get("CFG_MODE"), Some("dev"));
+        assert_eq!(env.get("CFG_LEVEL"), Some("3"));
+        assert_eq!(env.get("CFG_with space"), Some("ok"));
+        assert_eq!(env.get("PASSWORD"), Some("hunter2"));
+        assert_eq!(
+            &names(&env)[..5],
+            [
+                "CFG_LEVEL",
+                "CFG_MODE",
+                "CFG_with space",
+                "PASSWORD",
+                "EXTRA"
+            ]
+        );
+        assert_eq!(
+            env.warnings,
+            vec![EnvWarning::InvalidKeys {
+                kind: "configMap",
+                namespace: "shop".into(),
+                name: "cfg".into(),
+                keys: vec!["CFG_bad=key".into()],
+            }]
+        );
+        assert_eq!(env.warnings[0].reason(), "InvalidEnvironmentVariableNames");
+        assert_eq!(
+            env.warnings[0].to_string(),
+            "Keys [CFG_bad=key] from the EnvFrom configMap shop/cfg were skipped since they are considered invalid environment variable names."
+        );
+    }
+
+    #[test]
+    fn missing_objects_and_keys_follow_optional_semantics() {
+        let cases = [
+            (
+                json!({"envFrom": [{"configMapRef": {"name": "nope", "optional": true}}]}),
+                None,
+            ),
+            (
+                json!({"envFrom": [{"configMapRef": {"name": "nope"}}]}),
+                Some("configmap \"nope\" not found"),
+            ),
+            (
+                json!({"envFrom": [{"secretRef": {"name": "nope"}}]}),
+                Some("secret \"nope\" not found"),
+            ),
+            (
+                json!({"env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "NOPE"}}}]}),
+                Some("couldn't find key NOPE in ConfigMap shop/cfg"),
+            ),
+            (
+                json!({"env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "NOPE", "optional": true}}}]}),
+                None,
+            ),
+            (
+                json!({"env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "K", "optional": true}}}]}),
+                None,
+            ),
+            (
+                json!({"env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "K"}}}]}),
+                Some("configmap \"gone\" not found"),
+            ),
+            (
+                json!({"env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "NOPE"}}}]}),
+                Some("couldn't find key NOPE in Secret shop/creds"),
+            ),
+            (
+                json!({"env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "NOPE", "optional": true}}}]}),
+                None,
+            ),
+        ];
+        for (mut c, want) in cases {
+            c["name"] = json!("app");
+            let got = resolve(c.clone(), json!({"enableServiceLinks": false}));
+            match want {
+                None => assert!(got.unwrap().get("A").is_none(), "{c}"),
+                Some(msg) => assert_eq!(got.unwrap_err().to_string(), msg, "{c}"),
+            }
+        }
+    }
+
+    #[test]
+    fn env_values_expand_earlier_vars_and_service_links() {
+        let env = resolve(
+            json!({"name": "app", "env": [
+                {"name": "A", "value": "x"},
+                {"name": "B", "value": "$(A)-$(LATER)-$$(A)-$(REDIS_MAIN_SERVICE_HOST)"},
+                {"name": "LATER", "value": "y"},
+                {"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "PASSWORD"}}},
+                {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "MODE"}}},
+                {"name": "EMPTY"}
+            ]}),
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(env.get("B"), Some("x-$(LATER)-$(A)-10.43.0.20"));
+        assert_eq!(env.get("KEY"), Some("hunter2"));
+        assert_eq!(env.get("MODE"), Some("prod"));
+        assert_eq!(env.get("EMPTY"), Some(""));
+        assert_eq!(
+            &names(&env)[..6],
+            ["A", "B", "LATER", "KEY", "MODE", "EMPTY"]
+        );
+    }
+
+    #[test]
+    fn field_refs_resolve_pod_facts() {
+        let cases = [
+            ("metadata.name", "web-1"),
+            ("metadata.namespace", "shop"),
+            ("metadata.uid", "uid-1"),
+            ("metadata.labels['app']", "web"),
+            ("metadata.labels['missing']", ""),
+            ("metadata.annotations['note']", "a \"b\""),
+            ("metadata.labels", "app=\"web\"\ntier=\"front\""),
+            ("spec.nodeName", "node-1"),
+            ("spec.serviceAccountName", "builder"),
+            ("status.hostIP", "192.168.1.10"),
+            ("status.hostIPs", "192.168.1.10"),
+            ("status.podIP", "10.42.0.7"),
+            ("status.podIPs", "10.42.0.7,fd00::7"),
+        ];
+        for (path, want) in cases {
+            let env = resolve(
+                json!({"name": "app", "env": [{"name": "V", "valueFrom": {"fieldRef": {"fieldPath": path}}}]}),
+                json!({"enableServiceLinks": false}),
+            )
+            .unwrap();
+            assert_eq!(env.get("V"), Some(want), "{path}");
+        }
+        let err = resolve(
+            json!({"name": "app", "env": [{"name": "V", "valueFrom": {"fieldRef": {"fieldPath": "spec.bogus"}}}]}),
+            json!({}),
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "unsupported fieldPath: spec.bogus");
+    }
+
+    #[test]
+    fn resource_field_refs_divide_round_up_and_default_to_allocatable() {
+        let app = json!({"limits": {"cpu": "500m"}, "requests": {"memory": "64Mi"}});
+        let cases = [
+            (json!({"resource": "limits.cpu"}), "1"),
+            (json!({"resource": "limits.cpu", "divisor": "1m"}), "500"),
+            (json!({"resource": "limits.memory"}), "8589934592"),
+            (json!({"resource": "limits.memory", "divisor": "1Gi"}), "8"),
+            (
+                json!({"resource": "requests.memory", "divisor": "1Mi"}),
+                "64",
+            ),
+            (
+                json!({"resource": "requests.memory", "divisor": "1M"}),
+                "68",
+            ),
+            (json!({"resource": "requests.cpu"}), "0"),
+            (
+                json!({"resource": "limits.memory", "containerName": "side", "divisor": "1Mi"}),
+                "1024",
+            ),
+            (
+                json!({"resource": "limits.cpu", "containerName": "side", "divisor": "1m"}),
+                "4000",
+            ),
+        ];
+        for (selector, want) in cases {
+            let env = resolve(
+                json!({"name": "app", "resources": app,
+                    "env": [{"name": "V", "valueFrom": {"resourceFieldRef": selector}}]}),
+                json!({"enableServiceLinks": false}),
+            )
+            .unwrap();
+            assert_eq!(env.get("V"), Some(want), "{selector}");
+        }
+        let err = resolve(
+            json!({"name": "app", "env": [{"name": "V", "valueFrom": {"resourceFieldRef": {"resource": "limits.gpu"}}}]}),
+            json!({}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unsupported container resource : limits.gpu"
+        );
+    }
+
+    #[test]
+    fn service_links_follow_enable_service_links() {
+        let with = resolve(json!({"name": "app"}), json!({})).unwrap();
+        let want = [
+            ("KUBERNETES_SERVICE_HOST", "10.43.0.1"),
+            ("KUBERNETES_SERVICE_PORT", "443"),
+            ("KUBERNETES_SERVICE_PORT_HTTPS", "443"),
+            ("KUBERNETES_PORT", "tcp://10.43.0.1:443"),
+            ("KUBERNETES_PORT_443_TCP", "tcp://10.43.0.1:443"),
+            ("KUBERNETES_PORT_443_TCP_PROTO", "tcp"),
+            ("KUBERNETES_PORT_443_TCP_PORT", "443"),
+            ("KUBERNETES_PORT_443_TCP_ADDR", "10.43.0.1"),
+            ("REDIS_MAIN_SERVICE_HOST", "10.43.0.20"),
+            ("REDIS_MAIN_SERVICE_PORT", "6379"),
+            ("REDIS_MAIN_PORT", "tcp://10.43.0.20:6379"),
+        ];
+        for (k, v) in want {
+            assert_eq!(with.get(k), Some(v), "{k}");
+        }
+        assert!(with.get("HEADLESS_SERVICE_HOST").is_none());
+        assert!(with.get("DB_SERVICE_HOST").is_none());
+        let without =
+            resolve(json!({"name": "app"}), json!({"enableServiceLinks": false})).unwrap();
+        assert_eq!(without.get("KUBERNETES_SERVICE_HOST"), Some("10.43.0.1"));
+        assert!(without.get("REDIS_MAIN_SERVICE_HOST").is_none());
+        // A container's own definition wins over a service link.
+        let own = resolve(
+            json!({"name": "app", "env": [{"name": "KUBERNETES_SERVICE_HOST", "value": "x"}]}),
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(
+            own.vars
+                .iter()
+                .filter(|v| v.name == "KUBERNETES_SERVICE_HOST")
+                .count(),
+            1
+        );
+        assert_eq!(own.get("KUBERNETES_SERVICE_HOST"), Some("x"));
+    }
+
+    #[test]
+    fn service_env_names_and_ipv6_urls() {
+        let svcs = [service(
+            "ns",
+            "1st.svc-x",
+            "fd00::1",
+            json!([{"name": "web-ui", "port": 80, "protocol": "UDP"}]),
+        )];
+        let env = service_env("ns", true, &svcs);
+        let get = |k: &str| env.iter().find(|v| v.name == k).map(|v| v.value.as_str());
+        assert_eq!(get("_1ST_SVC_X_SERVICE_HOST"), Some("fd00::1"));
+        assert_eq!(get("_1ST_SVC_X_SERVICE_PORT_WEB_UI"), Some("80"));
+        assert_eq!(get("_1ST_SVC_X_PORT"), Some("udp://[fd00::1]:80"));
+        assert_eq!(get("_1ST_SVC_X_PORT_80_UDP_ADDR"), Some("fd00::1"));
+    }
+
+    #[test]
+    fn command_and_args_expand_against_the_environment() {
+        let c: Container = serde_json::from_value(json!({"name": "app",
+            "command": ["sh", "-c", "echo $(GREETING) $$(GREETING)"], "args": ["$(NAME)", "$(UNSET)"]}))
+        .unwrap();
+        let env = [
+            EnvVar {
+                name: "GREETING".into(),
+                value: "hi".into(),
+            },
+            EnvVar {
+                name: "NAME".into(),
+                value: "bob".into(),
+            },
+        ];
+        let (cmd, args) = expand_command_and_args(&c, &env);
+        assert_eq!(cmd, ["sh", "-c", "echo hi $(GREETING)"]);
+        assert_eq!(args, ["bob", "$(UNSET)"]);
+    }
+}

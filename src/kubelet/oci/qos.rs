@@ -373,3 +373,345 @@ pub fn pod_cgroup_parent(root: &str, qos: QosClass, pod_uid: &str) -> String {
 pub fn container_cgroup_path(pod_parent: &str, container_id: &str) -> String {
     format!("{}/{container_id}", pod_parent.trim_end_matches('/'))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(
+        containers: serde_json::Value,
+        init: serde_json::Value,
+        extra: serde_json::Value,
+    ) -> Pod {
+        let mut spec = json!({"containers": containers, "initContainers": init});
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+        serde_json::from_value(json!({"metadata": {"name": "p", "uid": "u"}, "spec": spec}))
+            .unwrap()
+    }
+
+    fn c(name: &str, requests: serde_json::Value, limits: serde_json::Value) -> serde_json::Value {
+        json!({"name": name, "resources": {"requests": requests, "limits": limits}})
+    }
+
+    #[test]
+    fn qos_class_as_upstream() {
+        let full = json!({"cpu": "1", "memory": "1Gi"});
+        let cases = [
+            (
+                json!([c("a", json!({}), json!({}))]),
+                json!([]),
+                QosClass::BestEffort,
+            ),
+            (
+                json!([c("a", full.clone(), full.clone())]),
+                json!([]),
+                QosClass::Guaranteed,
+            ),
+            (
+                json!([c(
+                    "a",
+                    json!({"cpu": "1000m", "memory": "1024Mi"}),
+                    full.clone()
+                )]),
+                json!([]),
+                QosClass::Guaranteed,
+            ),
+            (
+                json!([c(
+                    "a",
+                    json!({"cpu": "500m", "memory": "1Gi"}),
+                    full.clone()
+                )]),
+                json!([]),
+                QosClass::Burstable,
+            ),
+            (
+                json!([c("a", json!({"memory": "1Gi"}), json!({}))]),
+                json!([]),
+                QosClass::Burstable,
+            ),
+            (
+                json!([c("a", json!({}), json!({"cpu": "1"}))]),
+                json!([]),
+                QosClass::Burstable,
+            ),
+            (
+                json!([
+                    c("a", full.clone(), full.clone()),
+                    c("b", json!({}), json!({}))
+                ]),
+                json!([]),
+                QosClass::Burstable,
+            ),
+            (
+                json!([c("a", full.clone(), full.clone())]),
+                json!([c("i", json!({"cpu": "1"}), json!({}))]),
+                QosClass::Burstable,
+            ),
+            (
+                json!([c("a", json!({"cpu": "0"}), json!({}))]),
+                json!([]),
+                QosClass::BestEffort,
+            ),
+            (
+                json!([c("a", json!({"storage": "1Gi"}), json!({}))]),
+                json!([]),
+                QosClass::BestEffort,
+            ),
+        ];
+        for (containers, init, want) in cases {
+            let p = pod(containers.clone(), init, json!({}));
+            assert_eq!(qos_class(&p), want, "{containers}");
+        }
+        let mut p = pod(json!([c("a", json!({}), json!({}))]), json!([]), json!({}));
+        p.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            qos_class: Some("Burstable".into()),
+            ..Default::default()
+        });
+        assert_eq!(qos_class(&p), QosClass::Burstable);
+        assert_eq!(compute_qos_class(&p), QosClass::BestEffort);
+    }
+
+    #[test]
+    fn oom_score_adj_per_qos_and_clamped_when_kernel_refuses_negatives() {
+        let gi = 1024 * 1024 * 1024i64;
+        let full = json!({"cpu": "1", "memory": "1Gi"});
+        let cases = [
+            // (containers, init, extra, container index or init name, allow_negative, want)
+            (
+                json!([c("a", full.clone(), full.clone())]),
+                json!([]),
+                json!({}),
+                "a",
+                true,
+                -997,
+            ),
+            (
+                json!([c("a", full.clone(), full.clone())]),
+                json!([]),
+                json!({}),
+                "a",
+                false,
+                0,
+            ),
+            (
+                json!([c("a", json!({}), json!({}))]),
+                json!([]),
+                json!({}),
+                "a",
+                false,
+                1000,
+            ),
+            (
+                json!([c("a", json!({"memory": "1Gi"}), json!({}))]),
+                json!([]),
+                json!({}),
+                "a",
+                false,
+                750,
+            ),
+            (
+                json!([c("a", json!({"memory": "4Gi"}), json!({}))]),
+                json!([]),
+                json!({}),
+                "a",
+                false,
+                3,
+            ),
+            (
+                json!([c("a", json!({"memory": "1"}), json!({}))]),
+                json!([]),
+                json!({}),
+                "a",
+                false,
+                999,
+            ),
+            (
+                json!([c("a", json!({"cpu": "1"}), json!({}))]),
+                json!([]),
+                json!({}),
+                "a",
+                false,
+                999,
+            ),
+            // A sidecar never scores above the smallest regular container.
+            (
+                json!([c("a", json!({"memory": "2Gi"}), json!({}))]),
+                json!([{"name": "s", "restartPolicy": "Always", "resources": {"requests": {"memory": "1"}}}]),
+                json!({}),
+                "s",
+                false,
+                500,
+            ),
+            // Node-critical pods are protected whatever their QoS.
+            (
+                json!([c("a", json!({}), json!({}))]),
+                json!([]),
+                json!({"priorityClassName": "system-node-critical", "priority": 2000001000}),
+                "a",
+                true,
+                -997,
+            ),
+        ];
+        for (containers, init, extra, name, allow, want) in cases {
+            let p = pod(containers.clone(), init, extra);
+            let spec = p.spec.as_ref().unwrap();
+            let container = spec
+                .containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+                .find(|c| c.name == name)
+                .unwrap();
+            assert_eq!(
+                oom_score_adj(&p, container, 4 * gi, allow),
+                want,
+                "{containers} {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn cpu_conversions_as_upstream() {
+        let shares = [
+            (0, 2),
+            (1, 2),
+            (5, 5),
+            (100, 102),
+            (250, 256),
+            (1000, 1024),
+            (300_000, 262_144),
+        ];
+        for (milli, want) in shares {
+            assert_eq!(milli_cpu_to_shares(milli), want, "{milli}");
+        }
+        let quota = [
+            (0, 0),
+            (1, 1000),
+            (5, 1000),
+            (10, 1000),
+            (200, 20_000),
+            (1500, 150_000),
+        ];
+        for (milli, want) in quota {
+            assert_eq!(milli_cpu_to_quota(milli, QUOTA_PERIOD), want, "{milli}");
+        }
+    }
+
+    #[test]
+    fn container_resources_from_requests_and_limits() {
+        let cases = [
+            (json!({}), json!({}), Some(2), None, None),
+            (json!({"cpu": "250m"}), json!({}), Some(256), None, None),
+            (
+                json!({}),
+                json!({"cpu": "500m", "memory": "128Mi"}),
+                Some(512),
+                Some(50_000),
+                Some(134_217_728),
+            ),
+            (
+                json!({"cpu": "100m"}),
+                json!({"cpu": "2"}),
+                Some(102),
+                Some(200_000),
+                None,
+            ),
+        ];
+        for (requests, limits, shares, quota, memory) in cases {
+            let container: Container = serde_json::from_value(
+                json!({"name": "a", "resources": {"requests": requests, "limits": limits}}),
+            )
+            .unwrap();
+            let r = container_resources(&container, true);
+            assert_eq!(
+                (r.cpu_shares, r.cpu_quota, r.cpu_period, r.memory_limit),
+                (shares, quota, Some(QUOTA_PERIOD), memory)
+            );
+            let r = container_resources(&container, false);
+            assert_eq!((r.cpu_quota, r.cpu_period), (None, None));
+        }
+    }
+
+    #[test]
+    fn pod_resources_per_qos() {
+        let full = json!({"cpu": "1", "memory": "1Gi"});
+        let guaranteed = pod(
+            json!([
+                c("a", full.clone(), full.clone()),
+                c("b", full.clone(), full.clone())
+            ]),
+            json!([]),
+            json!({}),
+        );
+        let r = pod_resources(&guaranteed, true, Some(1024));
+        assert_eq!(
+            r,
+            CgroupResources {
+                cpu_shares: Some(2048),
+                cpu_quota: Some(200_000),
+                cpu_period: Some(QUOTA_PERIOD),
+                memory_limit: Some(2 * 1024 * 1024 * 1024),
+                pids_limit: Some(1024),
+            }
+        );
+        // Burstable: memory limit only when every container has one; quota likewise for cpu.
+        let burstable = pod(
+            json!([
+                c(
+                    "a",
+                    json!({"cpu": "500m"}),
+                    json!({"cpu": "1", "memory": "1Gi"})
+                ),
+                c("b", json!({}), json!({"cpu": "1"}))
+            ]),
+            json!([]),
+            json!({}),
+        );
+        let r = pod_resources(&burstable, true, None);
+        assert_eq!(
+            (r.cpu_shares, r.cpu_quota, r.memory_limit),
+            (Some(512), Some(200_000), None)
+        );
+        let besteffort = pod(json!([c("a", json!({}), json!({}))]), json!([]), json!({}));
+        assert_eq!(
+            pod_resources(&besteffort, true, None),
+            CgroupResources {
+                cpu_shares: Some(2),
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn pod_totals_count_init_containers_and_sidecars_as_upstream() {
+        let p = pod(
+            json!([c("a", json!({"cpu": "100m", "memory": "100Mi"}), json!({}))]),
+            json!([
+                c("init-big", json!({"cpu": "2"}), json!({})),
+                {"name": "side", "restartPolicy": "Always", "resources": {"requests": {"cpu": "50m", "memory": "10Mi"}}}
+            ]),
+            json!({"overhead": {"cpu": "10m"}}),
+        );
+        let r = pod_totals(&p, false);
+        assert_eq!(r.get("cpu"), Some(&2010));
+        assert_eq!(r.get("memory"), Some(&(110 * 1024 * 1024)));
+    }
+
+    #[test]
+    fn cgroup_paths_in_the_qos_hierarchy() {
+        let cases = [
+            (QosClass::Guaranteed, "/skiff/kubepods/podu1/c1"),
+            (QosClass::Burstable, "/skiff/kubepods/burstable/podu1/c1"),
+            (QosClass::BestEffort, "/skiff/kubepods/besteffort/podu1/c1"),
+        ];
+        for (qos, want) in cases {
+            let parent = pod_cgroup_parent("/skiff/", qos, "u1");
+            assert_eq!(container_cgroup_path(&parent, "c1"), want);
+        }
+    }
+}

@@ -207,3 +207,204 @@ pub fn seccomp_filter(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn container(sc: serde_json::Value) -> Container {
+        serde_json::from_value(json!({"name": "c", "securityContext": sc})).unwrap()
+    }
+
+    fn names(caps: &[Capability]) -> Vec<String> {
+        let mut out: Vec<String> = caps
+            .iter()
+            .map(|c| {
+                ALL_CAPABILITIES
+                    .iter()
+                    .find(|(_, k)| k == c)
+                    .map(|(n, _)| (*n).to_owned())
+                    .unwrap()
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn sorted(list: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = list.iter().map(|s| (*s).to_owned()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn capabilities_follow_containerd_add_drop_rules() {
+        let all: Vec<&str> = ALL_CAPABILITIES.iter().map(|(n, _)| *n).collect();
+        let default_plus_admin: Vec<&str> = DEFAULT_CAPABILITIES
+            .iter()
+            .copied()
+            .chain(["NET_ADMIN"])
+            .collect();
+        let default_minus: Vec<&str> = DEFAULT_CAPABILITIES
+            .iter()
+            .copied()
+            .filter(|c| *c != "NET_RAW")
+            .collect();
+        let all_minus_chown: Vec<&str> = all.iter().copied().filter(|c| *c != "CHOWN").collect();
+        let cases = [
+            (json!({}), sorted(DEFAULT_CAPABILITIES)),
+            (
+                json!({"capabilities": {"add": ["NET_ADMIN"]}}),
+                sorted(&default_plus_admin),
+            ),
+            (
+                json!({"capabilities": {"add": ["CAP_NET_ADMIN"]}}),
+                sorted(&default_plus_admin),
+            ),
+            (
+                json!({"capabilities": {"drop": ["net_raw"]}}),
+                sorted(&default_minus),
+            ),
+            (json!({"capabilities": {"drop": ["ALL"]}}), vec![]),
+            (
+                json!({"capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}),
+                sorted(&["NET_BIND_SERVICE"]),
+            ),
+            (
+                json!({"capabilities": {"add": ["all"], "drop": ["CHOWN"]}}),
+                sorted(&all_minus_chown),
+            ),
+            (
+                json!({"privileged": true, "capabilities": {"drop": ["ALL"]}}),
+                sorted(&all),
+            ),
+        ];
+        for (sc, want) in cases {
+            assert_eq!(
+                names(&capabilities(&container(sc.clone())).unwrap()),
+                want,
+                "{sc}"
+            );
+        }
+        let err = capabilities(&container(json!({"capabilities": {"add": ["FLY"]}}))).unwrap_err();
+        assert_eq!(err.to_string(), "unknown capability \"FLY\"");
+    }
+
+    #[test]
+    fn seccomp_choice_container_over_pod_and_node_default() {
+        let pod = |sc: serde_json::Value| -> Pod {
+            serde_json::from_value(json!({"spec": {"securityContext": sc, "containers": []}}))
+                .unwrap()
+        };
+        let cases = [
+            (json!({}), json!({}), false, Ok(SeccompChoice::Unconfined)),
+            (
+                json!({}),
+                json!({}),
+                true,
+                Ok(SeccompChoice::RuntimeDefault),
+            ),
+            (
+                json!({"seccompProfile": {"type": "RuntimeDefault"}}),
+                json!({}),
+                false,
+                Ok(SeccompChoice::RuntimeDefault),
+            ),
+            (
+                json!({"seccompProfile": {"type": "RuntimeDefault"}}),
+                json!({"seccompProfile": {"type": "Unconfined"}}),
+                false,
+                Ok(SeccompChoice::Unconfined),
+            ),
+            (
+                json!({}),
+                json!({"seccompProfile": {"type": "Localhost", "localhostProfile": "my.json"}}),
+                false,
+                Ok(SeccompChoice::Localhost("my.json".into())),
+            ),
+            (
+                json!({"seccompProfile": {"type": "RuntimeDefault"}}),
+                json!({"privileged": true}),
+                false,
+                Ok(SeccompChoice::Unconfined),
+            ),
+            (
+                json!({}),
+                json!({"seccompProfile": {"type": "Localhost"}}),
+                false,
+                Err(()),
+            ),
+        ];
+        for (pod_sc, sc, default, want) in cases {
+            let got = seccomp_choice(&pod(pod_sc.clone()), &container(sc.clone()), default)
+                .map_err(|_| ());
+            assert_eq!(got, want, "{pod_sc} {sc}");
+        }
+    }
+
+    #[test]
+    fn runtime_default_profile_denies_by_default_and_gates_privileged_syscalls() {
+        let caps = capabilities(&container(json!({}))).unwrap();
+        let profile = seccomp_filter(&SeccompChoice::RuntimeDefault, &caps, None)
+            .unwrap()
+            .unwrap();
+        let v = serde_json::to_value(&profile).unwrap();
+        assert_eq!(v["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(v["defaultErrnoRet"], 1);
+        let allowed: Vec<&str> = v["syscalls"][0]["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        for needed in [
+            "read",
+            "write",
+            "execve",
+            "openat",
+            "futex",
+            "exit_group",
+            "socket",
+            "chroot",
+        ] {
+            assert!(allowed.contains(&needed), "{needed}");
+        }
+        for denied in [
+            "mount",
+            "unshare",
+            "setns",
+            "reboot",
+            "ptrace",
+            "init_module",
+            "clone",
+        ] {
+            assert!(!allowed.contains(&denied), "{denied}");
+        }
+        let conditional_clone =
+            v["syscalls"].as_array().unwrap().iter().any(|r| {
+                r["names"] == json!(["clone"]) && r["args"][0]["op"] == "SCMP_CMP_MASKED_EQ"
+            });
+        assert!(conditional_clone);
+
+        let admin =
+            capabilities(&container(json!({"capabilities": {"add": ["SYS_ADMIN"]}}))).unwrap();
+        let profile = seccomp_filter(&SeccompChoice::RuntimeDefault, &admin, None)
+            .unwrap()
+            .unwrap();
+        let v = serde_json::to_value(&profile).unwrap();
+        let allowed = v["syscalls"][0]["names"].as_array().unwrap();
+        assert!(allowed.contains(&json!("mount")) && allowed.contains(&json!("clone")));
+
+        assert_eq!(
+            seccomp_filter(&SeccompChoice::Unconfined, &caps, None).unwrap(),
+            None
+        );
+        let err =
+            seccomp_filter(&SeccompChoice::Localhost("x.json".into()), &caps, None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "localhost seccomp profile x.json was not loaded by the caller"
+        );
+    }
+}

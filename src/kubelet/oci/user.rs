@@ -257,3 +257,183 @@ pub fn verify_run_as_non_root(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\napp:x:1000:1000::/home/app:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\nwww:x:33:\napp:x:1000:\nwheel:x:10:app,root\naudio:x:29:app\n";
+
+    fn pod_and_container(pod_sc: serde_json::Value, sc: serde_json::Value) -> (Pod, Container) {
+        let container = json!({"name": "c", "securityContext": sc});
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+            "spec": {"securityContext": pod_sc, "containers": [container.clone()]}
+        }))
+        .unwrap();
+        (pod, serde_json::from_value(container).unwrap())
+    }
+
+    #[test]
+    fn resolves_users_and_groups_as_containerd() {
+        let db = UserDb {
+            passwd: Some(PASSWD),
+            group: Some(GROUP),
+        };
+        let cases = [
+            (json!({}), json!({}), "", (0, 0, vec![0, 10])),
+            (
+                json!({}),
+                json!({}),
+                "app",
+                (1000, 1000, vec![1000, 10, 29]),
+            ),
+            (
+                json!({}),
+                json!({}),
+                "1000",
+                (1000, 1000, vec![1000, 10, 29]),
+            ),
+            (json!({}), json!({}), "1000:33", (1000, 33, vec![33])),
+            (json!({}), json!({}), "app:www", (1000, 33, vec![33])),
+            (json!({}), json!({}), "4242", (4242, 0, vec![0])),
+            (
+                json!({"runAsUser": 33}),
+                json!({}),
+                "app",
+                (33, 33, vec![33]),
+            ),
+            (
+                json!({"runAsUser": 33}),
+                json!({"runAsUser": 1000, "runAsGroup": 5}),
+                "",
+                (1000, 5, vec![5]),
+            ),
+            (
+                json!({"runAsGroup": 7}),
+                json!({}),
+                "app",
+                (1000, 7, vec![7]),
+            ),
+            (
+                json!({"runAsUser": 1000, "supplementalGroups": [2000, 10], "fsGroup": 3000}),
+                json!({}),
+                "",
+                (1000, 1000, vec![1000, 10, 29, 2000, 3000]),
+            ),
+            (
+                json!({"runAsUser": 1000, "supplementalGroupsPolicy": "Strict", "fsGroup": 3000}),
+                json!({}),
+                "",
+                (1000, 1000, vec![1000, 3000]),
+            ),
+        ];
+        for (pod_sc, sc, image_user, (uid, gid, gids)) in cases {
+            let (pod, c) = pod_and_container(pod_sc.clone(), sc.clone());
+            let u = resolve_user(&pod, &c, image_user, db).unwrap();
+            assert_eq!(
+                (u.uid, u.gid, u.additional_gids),
+                (uid, gid, gids),
+                "{pod_sc} {sc} {image_user:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_names_and_bad_ids_are_errors() {
+        let db = UserDb {
+            passwd: Some(PASSWD),
+            group: Some(GROUP),
+        };
+        let cases = [
+            (
+                json!({}),
+                "nobody",
+                "unable to find user nobody: no matching entries in passwd file",
+            ),
+            (
+                json!({}),
+                "app:staff",
+                "unable to find group staff: no matching entries in group file",
+            ),
+            (
+                json!({"runAsUser": -1}),
+                "",
+                "runAsUser -1 is not a valid id",
+            ),
+        ];
+        for (sc, image_user, want) in cases {
+            let (pod, c) = pod_and_container(sc, json!({}));
+            assert_eq!(
+                resolve_user(&pod, &c, image_user, db)
+                    .unwrap_err()
+                    .to_string(),
+                want
+            );
+        }
+        let (pod, c) = pod_and_container(json!({}), json!({}));
+        let none = resolve_user(&pod, &c, "", UserDb::default()).unwrap();
+        assert_eq!((none.uid, none.gid, none.additional_gids), (0, 0, vec![0]));
+    }
+
+    #[test]
+    fn run_as_non_root_refuses_root_with_upstream_messages() {
+        let cases = [
+            (json!({}), json!({}), "", None),
+            (json!({"runAsNonRoot": true}), json!({}), "1000", None),
+            (
+                json!({"runAsNonRoot": true}),
+                json!({"runAsUser": 5}),
+                "",
+                None,
+            ),
+            (
+                json!({"runAsNonRoot": true}),
+                json!({"runAsNonRoot": false}),
+                "",
+                None,
+            ),
+            (
+                json!({"runAsNonRoot": true}),
+                json!({"runAsUser": 0}),
+                "1000",
+                Some(
+                    "container's runAsUser breaks non-root policy (pod: \"p_ns(u1)\", container: c)",
+                ),
+            ),
+            (
+                json!({"runAsNonRoot": true}),
+                json!({}),
+                "",
+                Some(
+                    "container has runAsNonRoot and image will run as root (pod: \"p_ns(u1)\", container: c)",
+                ),
+            ),
+            (
+                json!({}),
+                json!({"runAsNonRoot": true}),
+                "0:0",
+                Some(
+                    "container has runAsNonRoot and image will run as root (pod: \"p_ns(u1)\", container: c)",
+                ),
+            ),
+            (
+                json!({"runAsNonRoot": true}),
+                json!({}),
+                "app",
+                Some(
+                    "container has runAsNonRoot and image has non-numeric user (app), cannot verify user is non-root (pod: \"p_ns(u1)\", container: c)",
+                ),
+            ),
+        ];
+        for (pod_sc, sc, image_user, want) in cases {
+            let (pod, c) = pod_and_container(pod_sc.clone(), sc.clone());
+            let got = verify_run_as_non_root(&pod, &c, image_user)
+                .err()
+                .map(|e| e.to_string());
+            assert_eq!(got.as_deref(), want, "{pod_sc} {sc} {image_user:?}");
+        }
+    }
+}
