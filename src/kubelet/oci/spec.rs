@@ -305,7 +305,8 @@ fn all_mounts(
         .into_iter()
         .filter(|m| {
             let dst = clean(&m.destination().to_string_lossy());
-            !given.contains(&dst) && !(dev_given && dst.starts_with("/dev/"))
+            let under_given_dev = dev_given && dst.starts_with("/dev/");
+            !(given.contains(&dst) || under_given_dev)
         })
         .collect();
     let mut caller: Vec<&ContainerMount> = input.mounts.iter().collect();
@@ -439,12 +440,16 @@ pub fn container_spec(input: &ContainerInput<'_>) -> Result<Spec, Error> {
     }
     let caps: Vec<Capability> = security::capabilities(container)?;
     let cap_set: oci_spec::runtime::Capabilities = caps.iter().copied().collect();
-    let capabilities = LinuxCapabilitiesBuilder::default()
+    let mut capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(cap_set.clone())
         .effective(cap_set.clone())
         .permitted(cap_set)
         .build()
         .map_err(built("capabilities"))?;
+    // oci-spec's builders start from its own defaults (a few ambient and inheritable caps);
+    // containerd sets neither.
+    capabilities.set_inheritable(None);
+    capabilities.set_ambient(None);
     let no_new_privileges = sc.and_then(|s| s.allow_privilege_escalation) == Some(false);
     let oom = qos::oom_score_adj(
         pod,
@@ -596,16 +601,541 @@ pub fn container_spec(input: &ContainerInput<'_>) -> Result<Spec, Error> {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
 
-    let mut spec = SpecBuilder::default()
+    let spec = SpecBuilder::default()
         .version(OCI_VERSION)
         .root(root)
         .mounts(mounts)
         .process(process)
         .annotations(annotations)
         .linux(linux);
+    let mut spec = spec.build().map_err(built("spec"))?;
     // A hostname needs a UTS namespace of the pod's own; host-network pods keep the node's.
-    if own_uts {
-        spec = spec.hostname(input.hostname);
+    // (Set after building: the builder starts from oci-spec's default hostname.)
+    spec.set_hostname(own_uts.then(|| input.hostname.to_owned()));
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn image(entrypoint: &[&str], cmd: &[&str]) -> ImageConfig {
+        ImageConfig {
+            entrypoint: entrypoint.iter().map(|s| (*s).to_owned()).collect(),
+            cmd: cmd.iter().map(|s| (*s).to_owned()).collect(),
+            ..ImageConfig::default()
+        }
     }
-    spec.build().map_err(built("spec"))
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn command_and_args_combine_with_image_entrypoint_and_cmd() {
+        type Case<'a> = (
+            &'a [&'a str],
+            &'a [&'a str],
+            &'a [&'a str],
+            &'a [&'a str],
+            Option<&'a [&'a str]>,
+        );
+        let cases: [Case<'_>; 6] = [
+            (&[], &[], &["/ep"], &["cmd1"], Some(&["/ep", "cmd1"])),
+            (&["/bin/sh"], &[], &["/ep"], &["cmd1"], Some(&["/bin/sh"])),
+            (
+                &["/bin/sh"],
+                &["-c", "x"],
+                &["/ep"],
+                &["cmd1"],
+                Some(&["/bin/sh", "-c", "x"]),
+            ),
+            (&[], &["a1"], &["/ep"], &["cmd1"], Some(&["/ep", "a1"])),
+            (&[], &["/bin/true"], &[], &["cmd1"], Some(&["/bin/true"])),
+            (&[], &[], &[], &[], None),
+        ];
+        for (command, args, ep, cmd, want) in cases {
+            let got = process_args(&strings(command), &strings(args), &image(ep, cmd)).ok();
+            assert_eq!(got, want.map(strings), "{command:?} {args:?}");
+        }
+        assert_eq!(
+            process_args(&[], &[], &image(&[], &[]))
+                .unwrap_err()
+                .to_string(),
+            "no command specified"
+        );
+    }
+
+    #[test]
+    fn process_env_layers_defaults_image_and_container() {
+        let env = [
+            EnvVar {
+                name: "B".into(),
+                value: "container".into(),
+            },
+            EnvVar {
+                name: "C".into(),
+                value: "x=y".into(),
+            },
+        ];
+        let got = process_env(
+            "web-1",
+            &strings(&["PATH=/image/bin", "B=image", "A=1"]),
+            &env,
+        );
+        assert_eq!(
+            got,
+            strings(&[
+                "PATH=/image/bin",
+                "HOSTNAME=web-1",
+                "B=container",
+                "A=1",
+                "C=x=y"
+            ])
+        );
+        let got = process_env("h", &[], &[]);
+        assert_eq!(
+            got,
+            vec![format!("PATH={DEFAULT_PATH}"), "HOSTNAME=h".to_owned()]
+        );
+    }
+
+    #[test]
+    fn image_config_reads_oci_field_names_and_nulls() {
+        let cfg: ImageConfig = serde_json::from_value(json!({
+            "User": "1000:1000", "Env": ["PATH=/bin"], "Entrypoint": null, "Cmd": ["sh"], "WorkingDir": "/srv",
+            "ExposedPorts": {"80/tcp": {}}
+        }))
+        .unwrap();
+        assert_eq!(cfg.user, "1000:1000");
+        assert!(cfg.entrypoint.is_empty());
+        assert_eq!(cfg.cmd, ["sh"]);
+        assert_eq!(cfg.working_dir, "/srv");
+    }
+
+    struct Fixture {
+        pod: Pod,
+        image: ImageConfig,
+        mounts: Vec<ContainerMount>,
+        namespaces: PodNamespaces,
+        node: NodeFacts,
+        env: Vec<EnvVar>,
+    }
+
+    fn fixture(spec_extra: Value, container: Value) -> Fixture {
+        let mut spec = json!({"containers": [container]});
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), spec_extra.as_object()) {
+            for (k, v) in e {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+        Fixture {
+            pod: serde_json::from_value(json!({
+                "metadata": {"name": "web-1", "namespace": "shop", "uid": "5f0c"},
+                "spec": spec
+            }))
+            .unwrap(),
+            image: ImageConfig {
+                user: String::new(),
+                env: strings(&["PATH=/usr/bin:/bin"]),
+                entrypoint: strings(&["/bin/httpd"]),
+                cmd: strings(&["-f"]),
+                working_dir: "/www".into(),
+            },
+            mounts: vec![
+                ContainerMount {
+                    container_path: "/etc/hosts".into(),
+                    host_path: "/var/lib/skiff/agent/pods/5f0c/etc-hosts".into(),
+                    read_only: false,
+                    propagation: Propagation::Private,
+                },
+                ContainerMount {
+                    container_path: "/data/cache/".into(),
+                    host_path: "/var/lib/skiff/agent/pods/5f0c/volumes/cache".into(),
+                    read_only: true,
+                    propagation: Propagation::HostToContainer,
+                },
+                ContainerMount {
+                    container_path: "/data".into(),
+                    host_path: "/var/lib/skiff/agent/pods/5f0c/volumes/data".into(),
+                    read_only: false,
+                    propagation: Propagation::Private,
+                },
+            ],
+            namespaces: PodNamespaces {
+                network: Some("/var/run/netns/cni-5f0c".into()),
+                ipc: Some("/proc/4242/ns/ipc".into()),
+                uts: None,
+                pid: None,
+                shm: Some("/var/lib/skiff/agent/pods/5f0c/shm".into()),
+            },
+            node: NodeFacts {
+                memory_capacity: 8 * 1024 * 1024 * 1024,
+                ..NodeFacts::default()
+            },
+            env: vec![EnvVar {
+                name: "MODE".into(),
+                value: "prod".into(),
+            }],
+        }
+    }
+
+    fn render(f: &Fixture) -> Result<Value, Error> {
+        let container = f
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .unwrap();
+        let command: Vec<String> = container.command.clone().unwrap_or_default();
+        let args: Vec<String> = container.args.clone().unwrap_or_default();
+        let input = ContainerInput {
+            pod: &f.pod,
+            container,
+            container_id: "c0ffee",
+            env: &f.env,
+            command: &command,
+            args: &args,
+            image: &f.image,
+            image_name: "docker.io/library/busybox:1.36",
+            user_db: UserDb {
+                passwd: Some("root:x:0:0::/root:/bin/sh\n"),
+                group: Some("root:x:0:\n"),
+            },
+            rootfs: Path::new("/run/skiff/rootfs/c0ffee"),
+            mounts: &f.mounts,
+            namespaces: &f.namespaces,
+            hostname: "web-1",
+            cgroup_parent: "/skiff/kubepods/burstable/pod5f0c",
+            host_devices: &[],
+            localhost_seccomp: None,
+            node: &f.node,
+        };
+        let spec = container_spec(&input)?;
+        Ok(serde_json::to_value(&spec).unwrap())
+    }
+
+    fn realistic() -> Fixture {
+        fixture(
+            json!({"securityContext": {"fsGroup": 2000, "supplementalGroups": [3000],
+                "sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}],
+                "seccompProfile": {"type": "RuntimeDefault"}}}),
+            json!({"name": "web", "image": "busybox", "args": ["-p", "8080"], "tty": true,
+                "resources": {"requests": {"cpu": "250m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "128Mi"}},
+                "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "allowPrivilegeEscalation": false,
+                    "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}}),
+        )
+    }
+
+    #[test]
+    fn realistic_pod_renders_the_expected_spec() {
+        let v = render(&realistic()).unwrap();
+        if std::env::var_os("SKIFF_PRINT_SPEC").is_some() {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap());
+        }
+        assert_eq!(v["ociVersion"], OCI_VERSION);
+        assert_eq!(v["hostname"], "web-1");
+        assert_eq!(
+            v["root"],
+            json!({"path": "/run/skiff/rootfs/c0ffee", "readonly": true})
+        );
+        let p = &v["process"];
+        assert_eq!(p["args"], json!(["/bin/httpd", "-p", "8080"]));
+        assert_eq!(p["cwd"], "/www");
+        assert_eq!(p["terminal"], true);
+        assert_eq!(p["noNewPrivileges"], true);
+        assert_eq!(
+            p["user"],
+            json!({"uid": 1000, "gid": 1000, "additionalGids": [1000, 3000, 2000]})
+        );
+        assert_eq!(
+            p["env"],
+            json!(["PATH=/usr/bin:/bin", "HOSTNAME=web-1", "MODE=prod"])
+        );
+        assert_eq!(
+            p["capabilities"]["bounding"],
+            json!(["CAP_NET_BIND_SERVICE"])
+        );
+        assert_eq!(
+            p["capabilities"]["effective"],
+            json!(["CAP_NET_BIND_SERVICE"])
+        );
+        assert!(p["capabilities"].get("ambient").is_none());
+        // Burstable: 1000 - 1000 * 64Mi / 8Gi.
+        assert_eq!(p["oomScoreAdj"], 993);
+        let l = &v["linux"];
+        assert_eq!(l["cgroupsPath"], "/skiff/kubepods/burstable/pod5f0c/c0ffee");
+        assert_eq!(
+            l["resources"]["cpu"],
+            json!({"shares": 256, "quota": 50000, "period": 100000})
+        );
+        assert_eq!(l["resources"]["memory"], json!({"limit": 134217728}));
+        assert_eq!(
+            l["resources"]["devices"],
+            json!([{"allow": false, "type": "a", "access": "rwm"}])
+        );
+        assert_eq!(
+            l["namespaces"],
+            json!([{"type": "pid"}, {"type": "ipc", "path": "/proc/4242/ns/ipc"}, {"type": "uts"}, {"type": "mount"},
+                {"type": "network", "path": "/var/run/netns/cni-5f0c"}])
+        );
+        assert_eq!(
+            l["sysctl"],
+            json!({"net.ipv4.ip_unprivileged_port_start": "0"})
+        );
+        assert_eq!(l["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(
+            l["maskedPaths"].as_array().unwrap().len(),
+            MASKED_PATHS.len()
+        );
+        assert_eq!(l["readonlyPaths"], json!(READONLY_PATHS));
+        assert_eq!(l["rootfsPropagation"], "rslave");
+        let dests: Vec<&str> = v["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            dests,
+            [
+                "/proc",
+                "/dev",
+                "/dev/pts",
+                "/dev/mqueue",
+                "/sys",
+                "/sys/fs/cgroup",
+                "/dev/shm",
+                "/data",
+                "/etc/hosts",
+                "/data/cache"
+            ]
+        );
+        let mount = |d: &str| {
+            v["mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["destination"] == d)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(
+            mount("/data/cache")["options"],
+            json!(["rbind", "rslave", "ro"])
+        );
+        assert_eq!(mount("/etc/hosts")["type"], "bind");
+        assert_eq!(
+            mount("/sys")["options"],
+            json!(["nosuid", "noexec", "nodev", "ro"])
+        );
+        assert_eq!(
+            mount("/dev/shm")["source"],
+            "/var/lib/skiff/agent/pods/5f0c/shm"
+        );
+        assert_eq!(v["annotations"]["io.kubernetes.cri.sandbox-uid"], "5f0c");
+        assert_eq!(v["annotations"]["io.kubernetes.cri.container-name"], "web");
+    }
+
+    #[test]
+    fn guaranteed_pod_gets_no_negative_oom_score_where_the_kernel_refuses() {
+        let container = json!({"name": "c", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}});
+        let mut f = fixture(json!({}), container);
+        assert_eq!(render(&f).unwrap()["process"]["oomScoreAdj"], 0);
+        f.node.allow_negative_oom_score_adj = true;
+        assert_eq!(render(&f).unwrap()["process"]["oomScoreAdj"], -997);
+    }
+
+    #[test]
+    fn privileged_container_gets_everything_and_no_confinement() {
+        let mut f = fixture(
+            json!({}),
+            json!({"name": "c", "securityContext": {"privileged": true}}),
+        );
+        f.node.seccomp_default = true;
+        let v = render(&f).unwrap();
+        assert_eq!(
+            v["process"]["capabilities"]["bounding"]
+                .as_array()
+                .unwrap()
+                .len(),
+            all_capabilities_len()
+        );
+        assert!(v["linux"].get("seccomp").is_none());
+        assert_eq!(v["linux"]["maskedPaths"], json!([]));
+        assert_eq!(
+            v["linux"]["resources"]["devices"],
+            json!([{"allow": true, "type": "a", "access": "rwm"}])
+        );
+        let sys = v["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/sys")
+            .unwrap();
+        assert_eq!(sys["options"], json!(["nosuid", "noexec", "nodev", "rw"]));
+        assert_eq!(v["process"]["noNewPrivileges"], false);
+    }
+
+    fn all_capabilities_len() -> usize {
+        security::all_capabilities().len()
+    }
+
+    #[test]
+    fn host_namespaces_and_shared_pid() {
+        let cases = [
+            (
+                json!({"hostNetwork": true}),
+                json!(["pid", "ipc", "mount"]),
+                false,
+            ),
+            (
+                json!({"hostPID": true, "hostIPC": true}),
+                json!(["uts", "mount", "network"]),
+                true,
+            ),
+            (
+                json!({"shareProcessNamespace": true}),
+                json!(["pid", "ipc", "uts", "mount", "network"]),
+                true,
+            ),
+        ];
+        for (extra, want, hostname) in cases {
+            let mut f = fixture(extra.clone(), json!({"name": "c"}));
+            f.namespaces.pid = Some("/proc/99/ns/pid".into());
+            let v = render(&f).unwrap();
+            let types: Vec<Value> = v["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["type"].clone())
+                .collect();
+            assert_eq!(Value::from(types), want, "{extra}");
+            assert_eq!(v.get("hostname").is_some(), hostname, "{extra}");
+            let pid = v["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["type"] == "pid")
+                .cloned();
+            if extra.get("shareProcessNamespace").is_some() {
+                assert_eq!(pid.unwrap()["path"], "/proc/99/ns/pid");
+            }
+        }
+        let mut f = fixture(json!({}), json!({"name": "c"}));
+        f.namespaces.network = None;
+        assert_eq!(
+            render(&f).unwrap_err().to_string(),
+            "pod is not on the host network but no network namespace path was given"
+        );
+        f.node.cgroup_v2 = true;
+        f.namespaces.network = Some("/n".into());
+        let v = render(&f).unwrap();
+        assert!(
+            v["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["type"] == "cgroup")
+        );
+    }
+
+    #[test]
+    fn caller_mounts_replace_defaults_and_bidirectional_shares_rootfs() {
+        let mut f = fixture(json!({}), json!({"name": "c"}));
+        f.namespaces.shm = None;
+        f.mounts = vec![
+            ContainerMount {
+                container_path: "/dev".into(),
+                host_path: "/dev".into(),
+                read_only: false,
+                propagation: Propagation::Bidirectional,
+            },
+            ContainerMount {
+                container_path: "/mnt".into(),
+                host_path: "/mnt".into(),
+                read_only: false,
+                propagation: Propagation::HostToContainer,
+            },
+        ];
+        let v = render(&f).unwrap();
+        let dests: Vec<&str> = v["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap())
+            .collect();
+        assert_eq!(dests, ["/proc", "/sys", "/sys/fs/cgroup", "/dev", "/mnt"]);
+        assert_eq!(v["linux"]["rootfsPropagation"], "rshared");
+    }
+
+    #[test]
+    fn security_errors_surface() {
+        let f = fixture(
+            json!({"securityContext": {"runAsNonRoot": true}}),
+            json!({"name": "c"}),
+        );
+        assert_eq!(
+            render(&f).unwrap_err().to_string(),
+            "container has runAsNonRoot and image will run as root (pod: \"web-1_shop(5f0c)\", container: c)"
+        );
+        let f = fixture(json!({}), json!({"name": "c", "workingDir": "rel"}));
+        assert_eq!(
+            render(&f).unwrap_err().to_string(),
+            "working directory \"rel\" is not absolute"
+        );
+        let mut f = fixture(json!({}), json!({"name": "c"}));
+        f.node.pids_limit = Some(512);
+        f.node.swap_controller = true;
+        f.node.nofile_limit = Some(65536);
+        f.pod.spec.as_mut().unwrap().containers[0].resources =
+            Some(serde_json::from_value(json!({"limits": {"memory": "1Gi"}})).unwrap());
+        let v = render(&f).unwrap();
+        assert_eq!(v["linux"]["resources"]["pids"], json!({"limit": 512}));
+        assert_eq!(
+            v["linux"]["resources"]["memory"],
+            json!({"limit": 1073741824, "swap": 1073741824})
+        );
+        assert_eq!(
+            v["process"]["rlimits"],
+            json!([{"type": "RLIMIT_NOFILE", "hard": 65536, "soft": 65536}])
+        );
+    }
+
+    /// The rendered spec has the shape runc expects: every top-level key of `runc spec`'s
+    /// template (and of its `process` and `linux` sections) that applies to a container is there.
+    #[test]
+    fn rendered_spec_matches_runc_spec_shape() {
+        let Ok(out) = std::process::Command::new("which").arg("runc").output() else {
+            return;
+        };
+        if !out.status.success() {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("skiff-oci-runc-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let _ = std::fs::remove_file(dir.join("config.json"));
+        let status = std::process::Command::new("runc")
+            .arg("spec")
+            .current_dir(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let template: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let ours = render(&realistic()).unwrap();
+        for section in [None, Some("process"), Some("linux")] {
+            let (t, o) = match section {
+                None => (&template, &ours),
+                Some(s) => (&template[s], &ours[s]),
+            };
+            for key in t.as_object().unwrap().keys() {
+                assert!(o.get(key).is_some(), "missing {section:?}.{key}");
+            }
+        }
+        // And our JSON reads back into the typed spec.
+        let _: Spec = serde_json::from_value(ours).unwrap();
+    }
 }

@@ -166,12 +166,13 @@ pub fn resolve_user(
         .and_then(|s| s.supplemental_groups_policy.as_deref())
         == Some("Strict");
     // containerd reads memberships only for a plain user (not `user:group`), by name.
-    if !strict && group_part.is_none() {
-        if let Some(name) = username.as_deref() {
-            for g in db.groups() {
-                if g.name != name && g.members.contains(&name) {
-                    additional.push(g.gid);
-                }
+    if !strict
+        && group_part.is_none()
+        && let Some(name) = username.as_deref()
+    {
+        for g in db.groups() {
+            if g.name != name && g.members.contains(&name) {
+                additional.push(g.gid);
             }
         }
     }
