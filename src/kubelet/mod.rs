@@ -6,6 +6,7 @@ pub mod hollow;
 pub mod logs;
 pub mod machine;
 pub mod network;
+pub mod oci;
 
 use std::time::Duration;
 
