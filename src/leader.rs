@@ -1,0 +1,1 @@
+//! Leader election through coordination.k8s.io Leases.
