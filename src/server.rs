@@ -28,12 +28,24 @@ pub struct RunningServer {
     pub admin_kubeconfig: PathBuf,
     shutdown: tokio::sync::watch::Sender<bool>,
     serving: tokio::task::JoinHandle<()>,
+    /// The controller manager and the scheduler, each run only while it holds its lease.
+    elected: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningServer {
     /// Stops accepting requests, drains connections, and closes the store.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        // Let the elected components stop and release their leases, so a successor sharing the
+        // datastore takes over at once instead of after the lease duration.
+        for task in self.elected {
+            if tokio::time::timeout(ELECTED_STOP_TIMEOUT, task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("an elected component did not stop in time");
+            }
+        }
         let _ = self.serving.await;
     }
 }
@@ -204,19 +216,42 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
         .await
         .context("reading the RBAC policy")?;
     api.set_ready();
+    let mut elected = Vec::new();
     if !args.disable_controller_manager {
-        crate::controllers::spawn(
-            crate::client::InProcess::new(router.clone()),
-            controllers_config(args, pki.server_ca_pem()),
+        let clients = crate::client::InProcess::new(router.clone());
+        let config = controllers_config(args, pki.server_ca_pem());
+        elected.push(tokio::spawn(crate::leader::run_elected(
+            clients.client(crate::controllers::identity()),
+            leader_config(crate::leader::CONTROLLER_MANAGER_LEASE),
             tx.subscribe(),
-        );
+            move |stop| {
+                let (clients, config) = (clients.clone(), config.clone());
+                async move {
+                    match crate::controllers::run(clients, config, stop).await {
+                        Ok(()) => tracing::info!("controllers stopped"),
+                        Err(e) => tracing::error!(error = %e, "controllers failed"),
+                    }
+                }
+            },
+        )));
     }
     if !args.disable_scheduler {
-        crate::scheduler::spawn(
-            crate::client::in_process(router, crate::scheduler::identity()),
-            crate::scheduler::Config::default(),
+        let client = crate::client::in_process(router, crate::scheduler::identity());
+        elected.push(tokio::spawn(crate::leader::run_elected(
+            client.clone(),
+            leader_config(crate::leader::SCHEDULER_LEASE),
             tx.subscribe(),
-        );
+            move |stop| {
+                let client = client.clone();
+                async move {
+                    let config = crate::scheduler::Config::default();
+                    match crate::scheduler::run(client, config, stop).await {
+                        Ok(()) => tracing::info!("scheduler stopped"),
+                        Err(e) => tracing::error!(error = %e, "scheduler failed"),
+                    }
+                }
+            },
+        )));
     }
     tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "API server ready");
 
@@ -238,6 +273,7 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
         admin_kubeconfig,
         shutdown: tx,
         serving,
+        elected,
     })
 }
 
@@ -271,6 +307,14 @@ fn secrets_transformer(
         }
     };
     Ok(Transformer::from_config(&cfg)?)
+}
+
+/// How long shutdown waits for the controllers and the scheduler to stop and release leases.
+const ELECTED_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The election for `lease` with upstream's timings and a `<hostname>_<uuid>` identity.
+fn leader_config(lease: &str) -> crate::leader::LeaderConfig {
+    crate::leader::LeaderConfig::new(lease, crate::leader::default_identity())
 }
 
 /// The controllers' settings from the (hidden, test-oriented) server flags.

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -435,66 +435,28 @@ impl Expectations {
     }
 }
 
-/// Writes core/v1 Events as upstream's event recorder does, with the controller's component
-/// name as source. Failures are logged, never returned: events are best effort.
+/// Records core/v1 Events about an owner through the shared [`crate::events::Recorder`] (upstream's
+/// correlation, written in the background), with the controller's component name as source.
 #[derive(Clone)]
 pub(crate) struct EventRecorder {
-    client: kube::Client,
-    component: &'static str,
+    recorder: crate::events::Recorder,
 }
 
 impl EventRecorder {
     pub(crate) fn new(client: kube::Client, component: &'static str) -> Self {
-        EventRecorder { client, component }
+        EventRecorder {
+            recorder: crate::events::Recorder::new(client, component),
+        }
     }
 
     pub(crate) async fn normal(&self, owner: &Owner, reason: &str, message: String) {
-        self.record(owner, "Normal", reason, message).await;
+        self.recorder
+            .normal(&owner.object_reference(), reason, message);
     }
 
     pub(crate) async fn warning(&self, owner: &Owner, reason: &str, message: String) {
-        self.record(owner, "Warning", reason, message).await;
-    }
-
-    async fn record(&self, owner: &Owner, type_: &str, reason: &str, message: String) {
-        let now = Timestamp::now();
-        let event = new_event(owner, self.component, type_, reason, message, now);
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &owner.namespace);
-        if let Err(e) = api.create(&PostParams::default(), &event).await {
-            tracing::debug!(owner = %owner.key(), reason, error = %e, "failed to record event");
-        }
-    }
-}
-
-/// The Event upstream's recorder would write: named `<object>.<hex nanoseconds>`.
-pub(crate) fn new_event(
-    owner: &Owner,
-    component: &str,
-    type_: &str,
-    reason: &str,
-    message: String,
-    now: Timestamp,
-) -> Event {
-    Event {
-        metadata: ObjectMeta {
-            name: Some(format!("{}.{:x}", owner.name, now.as_nanosecond())),
-            namespace: Some(owner.namespace.clone()),
-            ..Default::default()
-        },
-        involved_object: owner.object_reference(),
-        reason: Some(reason.to_string()),
-        message: Some(message),
-        type_: Some(type_.to_string()),
-        source: Some(EventSource {
-            component: Some(component.to_string()),
-            host: None,
-        }),
-        first_timestamp: Some(Time(now)),
-        last_timestamp: Some(Time(now)),
-        count: Some(1),
-        reporting_component: Some(component.to_string()),
-        reporting_instance: Some(component.to_string()),
-        ..Default::default()
+        self.recorder
+            .warning(&owner.object_reference(), reason, message);
     }
 }
 
@@ -606,6 +568,7 @@ pub(crate) fn selects(
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition, PodSpec, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn owner() -> Owner {
         Owner {
@@ -949,26 +912,6 @@ mod tests {
         e.expect_creations("a", 1);
         e.remove("a");
         assert!(e.satisfied("a"));
-    }
-
-    #[test]
-    fn events_name_the_owner_and_component() {
-        let ev = new_event(
-            &owner(),
-            "replicaset-controller",
-            "Normal",
-            "SuccessfulCreate",
-            "Created pod: x".into(),
-            ts(5),
-        );
-        assert_eq!(ev.metadata.name.as_deref(), Some("web-abc.12a05f200"));
-        assert_eq!(ev.involved_object.kind.as_deref(), Some("ReplicaSet"));
-        assert_eq!(ev.involved_object.uid.as_deref(), Some("u1"));
-        assert_eq!(
-            ev.source.and_then(|s| s.component).as_deref(),
-            Some("replicaset-controller")
-        );
-        assert_eq!(ev.count, Some(1));
     }
 
     #[test]

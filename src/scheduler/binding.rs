@@ -1,29 +1,21 @@
 //! The scheduler's writes, all through the API: `pods/binding`, the `PodScheduled` condition and
-//! `nominatedNodeName` on the status subresource, victim deletion for preemption, and
-//! events.k8s.io/v1 Events worded as upstream's scheduler words them.
+//! `nominatedNodeName` on the status subresource, victim deletion for preemption, and core/v1
+//! Events (through the shared recorder, so repeats count up) worded as upstream's scheduler.
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
-use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use super::snapshot::{DEFAULT_SCHEDULER_NAME, PodInfo};
+use crate::events::{EventType, Recorder};
 
-/// Events waiting to be written; beyond this many, new ones are dropped (as upstream's event
-/// broadcaster drops them) so events never slow bindings down.
-const EVENT_BACKLOG: usize = 10_000;
-/// Events written at once by the background recorder.
-const EVENT_WRITERS: usize = 4;
+use super::snapshot::{DEFAULT_SCHEDULER_NAME, PodInfo};
 
 /// Writes on behalf of the scheduler.
 #[derive(Clone)]
 pub struct Writer {
     client: kube::Client,
-    /// `reportingInstance` of events (upstream: `default-scheduler-<host>`).
-    instance: String,
-    events: tokio::sync::mpsc::Sender<(String, Event)>,
+    recorder: Recorder,
 }
 
 fn pods(client: &kube::Client, ns: &str) -> Api<Pod> {
@@ -32,26 +24,12 @@ fn pods(client: &kube::Client, ns: &str) -> Api<Pod> {
 
 impl Writer {
     /// Starts the background event recorder; it ends when every `Writer` clone is dropped.
+    /// `instance` names this scheduler in logs only: core/v1 events carry no instance.
     pub fn new(client: kube::Client, instance: String) -> Writer {
-        let (events, rx) = tokio::sync::mpsc::channel::<(String, Event)>(EVENT_BACKLOG);
-        let recorder = client.clone();
-        tokio::spawn(async move {
-            use futures::StreamExt;
-            tokio_stream::wrappers::ReceiverStream::new(rx)
-                .for_each_concurrent(EVENT_WRITERS, |(ns, event)| {
-                    let api: Api<Event> = Api::namespaced(recorder.clone(), &ns);
-                    async move {
-                        if let Err(e) = api.create(&PostParams::default(), &event).await {
-                            tracing::debug!(error = %e, "could not record event");
-                        }
-                    }
-                })
-                .await;
-        });
+        tracing::debug!(%instance, "scheduler writer started");
         Writer {
+            recorder: Recorder::new(client.clone(), DEFAULT_SCHEDULER_NAME),
             client,
-            instance,
-            events,
         }
     }
 
@@ -74,40 +52,23 @@ impl Writer {
             .map(|_| ())
     }
 
-    /// Queues an event about `pod` for the background recorder (best effort: a failed or
-    /// dropped event is logged, never retried).
-    pub fn event(&self, pod: &PodInfo, kind: &str, reason: &str, action: &str, note: String) {
-        let now = k8s_openapi::jiff::Timestamp::now();
-        let event = Event {
-            metadata: ObjectMeta {
-                name: Some(format!("{}.{:x}", pod.name, now.as_nanosecond())),
-                namespace: Some(pod.namespace.clone()),
-                ..ObjectMeta::default()
-            },
-            event_time: Some(MicroTime(now)),
-            regarding: Some(ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                name: Some(pod.name.clone()),
-                namespace: Some(pod.namespace.clone()),
-                uid: Some(pod.uid.clone()),
-                ..ObjectReference::default()
-            }),
-            reason: Some(reason.into()),
-            action: Some(action.into()),
-            note: Some(note),
-            type_: Some(kind.into()),
-            reporting_controller: Some(DEFAULT_SCHEDULER_NAME.into()),
-            reporting_instance: Some(self.instance.clone()),
-            ..Event::default()
+    /// Queues a core/v1 event about `pod` (correlated as upstream: a repeated `FailedScheduling`
+    /// raises the count of one Event); `_action` is what events.k8s.io would carry.
+    pub fn event(&self, pod: &PodInfo, kind: &str, reason: &str, _action: &str, note: String) {
+        let object = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(pod.name.clone()),
+            namespace: Some(pod.namespace.clone()),
+            uid: Some(pod.uid.clone()),
+            ..ObjectReference::default()
         };
-        if self
-            .events
-            .try_send((pod.namespace.clone(), event))
-            .is_err()
-        {
-            tracing::debug!(pod = %pod.key(), reason, "event backlog full; dropping event");
-        }
+        let type_ = if kind == "Warning" {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        self.recorder.record(&object, type_, reason, note);
     }
 
     /// The `Scheduled` event upstream records after a successful binding.

@@ -120,17 +120,19 @@ pub(crate) async fn run(
         () = stopped(&mut shutdown) => return Ok(()),
     }
     let jobs = Arc::new(jobs);
+    let recorder = crate::events::Recorder::new(rw.write.clone(), COMPONENT);
     let mut workers = Vec::new();
     for _ in 0..config.workers.max(1) {
         let queue = queue.clone();
         let rw = rw.clone();
+        let recorder = recorder.clone();
         let jobs = jobs.clone();
         let clock = config.clock.clone();
         workers.push(tokio::spawn(async move {
             while let Some(key) = queue.next().await {
                 let span =
                     tracing::info_span!("reconcile", cronjob = %format!("{}/{}", key.0, key.1));
-                match sync(&rw, &jobs, clock.as_ref(), &key)
+                match sync(&rw, &recorder, &jobs, clock.as_ref(), &key)
                     .instrument(span)
                     .await
                 {
@@ -176,6 +178,7 @@ async fn delete_job(api: &Api<Job>, ns: &str, name: &str) -> Result<bool, Error>
 
 async fn sync(
     rw: &ReadWrite,
+    recorder: &crate::events::Recorder,
     jobs: &Informer<Job>,
     clock: &dyn Clock,
     key: &Key,
@@ -226,21 +229,12 @@ async fn sync(
     let mut plan = decide::decide(&cj, &owned, &missing, clock.now());
     let subject = Subject::of("batch/v1", "CronJob", &cj.metadata);
     for ev in &plan.events {
-        events::record(
-            &rw.write,
-            COMPONENT,
-            &subject,
-            ev.warning,
-            &ev.reason,
-            &ev.message,
-        )
-        .await;
+        events::record(recorder, &subject, ev.warning, &ev.reason, &ev.message).await;
     }
     for job_name in plan.replace.iter().chain(plan.cleanup.iter()) {
         if delete_job(&job_api, ns, job_name).await? {
             events::record(
-                &rw.write,
-                COMPONENT,
+                recorder,
                 &subject,
                 false,
                 "SuccessfulDelete",
@@ -254,8 +248,7 @@ async fn sync(
         let created = match job_api.create(&PostParams::default(), &job).await {
             Ok(created) => {
                 events::record(
-                    &rw.write,
-                    COMPONENT,
+                    recorder,
                     &subject,
                     false,
                     "SuccessfulCreate",
@@ -285,8 +278,7 @@ async fn sync(
             }
             Err(source) => {
                 events::record(
-                    &rw.write,
-                    COMPONENT,
+                    recorder,
                     &subject,
                     true,
                     "FailedCreate",

@@ -16,10 +16,11 @@ use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams, Preconditions};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::watch;
 use tracing::Instrument;
+
+use crate::events::Recorder;
 
 use super::queue::WorkQueue;
 use super::revisions::{self, REVISION_HASH_LABEL};
@@ -59,13 +60,7 @@ pub(crate) async fn run(
         () = informers.ready() => {}
         () = stopped(&mut shutdown) => return Ok(()),
     }
-    let recorder = Recorder::new(
-        clients.write.clone(),
-        Reporter {
-            controller: "daemonset-controller".into(),
-            instance: None,
-        },
-    );
+    let recorder = Recorder::new(clients.write.clone(), "daemonset-controller");
     let ctx = Context {
         client: clients.write,
         informers,
@@ -126,27 +121,13 @@ fn object_ref(ds: &DaemonSet) -> ObjectReference {
 }
 
 impl Context {
-    async fn event(&self, ds: &DaemonSet, warning: bool, reason: &str, note: String, pod: &str) {
-        let ev = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            // Keeps events about different pods apart in the recorder's de-duplication.
-            secondary: Some(ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                name: Some(pod.into()),
-                namespace: ds.metadata.namespace.clone(),
-                ..ObjectReference::default()
-            }),
-        };
-        if let Err(e) = self.recorder.publish(&ev, &object_ref(ds)).await {
-            tracing::debug!(error = %e, "failed to record event");
+    /// Records a core/v1 Event about `ds` as upstream's controller does. `_pod` is part of the
+    /// message already, which keeps events about different pods apart.
+    async fn event(&self, ds: &DaemonSet, warning: bool, reason: &str, note: String, _pod: &str) {
+        if warning {
+            self.recorder.warning(&object_ref(ds), reason, note);
+        } else {
+            self.recorder.normal(&object_ref(ds), reason, note);
         }
     }
 

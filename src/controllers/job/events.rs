@@ -1,10 +1,10 @@
-//! Records core/v1 Events about workload objects, as client-go's event recorder does for the
-//! batch controllers. Best effort: a failed write is logged, never retried or returned.
+//! Records core/v1 Events about the batch controllers' objects through the shared event
+//! recorder (correlated and written in the background, never blocking a sync).
 
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
-use kube::Api;
-use kube::api::PostParams;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::events::{EventType, Recorder};
 
 /// The object an event is about.
 #[derive(Debug, Clone)]
@@ -29,61 +29,34 @@ impl Subject {
     }
 }
 
-/// The Event upstream's recorder would post.
-pub fn event(
-    component: &str,
-    subject: &Subject,
-    warning: bool,
-    reason: &str,
-    message: &str,
-) -> Event {
-    let now = jiff::Timestamp::now();
-    let suffix = format!("{:x}", rand::random::<u64>());
-    Event {
-        metadata: ObjectMeta {
-            name: Some(format!("{}.{suffix}", subject.name)),
-            namespace: Some(subject.namespace.clone()),
-            ..ObjectMeta::default()
-        },
-        involved_object: ObjectReference {
-            api_version: Some(subject.api_version.into()),
-            kind: Some(subject.kind.into()),
-            name: Some(subject.name.clone()),
-            namespace: Some(subject.namespace.clone()),
-            uid: Some(subject.uid.clone()),
+impl Subject {
+    /// The reference events about the subject carry as involved object.
+    pub fn object_reference(&self) -> ObjectReference {
+        ObjectReference {
+            api_version: Some(self.api_version.into()),
+            kind: Some(self.kind.into()),
+            name: Some(self.name.clone()),
+            namespace: Some(self.namespace.clone()),
+            uid: Some(self.uid.clone()),
             ..ObjectReference::default()
-        },
-        reason: Some(reason.into()),
-        message: Some(message.into()),
-        type_: Some(if warning { "Warning" } else { "Normal" }.into()),
-        source: Some(EventSource {
-            component: Some(component.into()),
-            host: None,
-        }),
-        first_timestamp: Some(Time(now)),
-        last_timestamp: Some(Time(now)),
-        event_time: None::<MicroTime>,
-        count: Some(1),
-        reporting_component: Some(component.into()),
-        reporting_instance: Some(component.into()),
-        ..Event::default()
+        }
     }
 }
 
-/// Posts an event; failures are logged.
+/// Queues an event about `subject` with the controller's recorder (never blocks or fails).
 pub async fn record(
-    client: &kube::Client,
-    component: &str,
+    recorder: &Recorder,
     subject: &Subject,
     warning: bool,
     reason: &str,
     message: &str,
 ) {
-    let api: Api<Event> = Api::namespaced(client.clone(), &subject.namespace);
-    let ev = event(component, subject, warning, reason, message);
-    if let Err(e) = api.create(&PostParams::default(), &ev).await {
-        tracing::debug!(reason, error = %e, "failed to record event");
-    }
+    let type_ = if warning {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    recorder.record(&subject.object_reference(), type_, reason, message);
 }
 
 #[cfg(test)]
@@ -91,7 +64,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn events_name_their_subject_and_source() {
+    fn subjects_refer_to_their_object() {
         let subject = Subject {
             api_version: "batch/v1",
             kind: "Job",
@@ -99,22 +72,11 @@ mod tests {
             name: "j".into(),
             uid: "u".into(),
         };
-        let ev = event(
-            "job-controller",
-            &subject,
-            true,
-            "BackoffLimitExceeded",
-            "m",
-        );
-        assert_eq!(ev.type_.as_deref(), Some("Warning"));
-        assert!(ev.metadata.name.as_deref().unwrap().starts_with("j."));
-        assert_eq!(ev.involved_object.kind.as_deref(), Some("Job"));
-        assert_eq!(ev.involved_object.uid.as_deref(), Some("u"));
-        assert_eq!(
-            ev.source.unwrap().component.as_deref(),
-            Some("job-controller")
-        );
-        let normal = event("c", &subject, false, "Completed", "m");
-        assert_eq!(normal.type_.as_deref(), Some("Normal"));
+        let r = subject.object_reference();
+        assert_eq!(r.api_version.as_deref(), Some("batch/v1"));
+        assert_eq!(r.kind.as_deref(), Some("Job"));
+        assert_eq!(r.namespace.as_deref(), Some("ns"));
+        assert_eq!(r.name.as_deref(), Some("j"));
+        assert_eq!(r.uid.as_deref(), Some("u"));
     }
 }

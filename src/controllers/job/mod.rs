@@ -108,6 +108,7 @@ struct PerJob {
 
 struct Ctx {
     rw: ReadWrite,
+    recorder: crate::events::Recorder,
     config: JobControllerConfig,
     pods: Informer<Pod>,
     state: Mutex<HashMap<Key, PerJob>>,
@@ -188,6 +189,7 @@ pub(crate) async fn run(
         () = stopped(&mut shutdown) => return Ok(()),
     }
     let ctx = Arc::new(Ctx {
+        recorder: crate::events::Recorder::new(rw.write.clone(), COMPONENT),
         rw,
         config: config.clone(),
         pods: pods_informer,
@@ -345,8 +347,7 @@ async fn sync(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, Error> {
             Ok(_) => {
                 expect.deleted.insert(pod_name.clone());
                 events::record(
-                    &ctx.rw.write,
-                    COMPONENT,
+                    &ctx.recorder,
                     &subject,
                     false,
                     "SuccessfulDelete",
@@ -372,8 +373,7 @@ async fn sync(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, Error> {
             Ok(created) => {
                 let created_name = created.metadata.name.unwrap_or_default();
                 events::record(
-                    &ctx.rw.write,
-                    COMPONENT,
+                    &ctx.recorder,
                     &subject,
                     false,
                     "SuccessfulCreate",
@@ -384,8 +384,7 @@ async fn sync(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, Error> {
             }
             Err(source) => {
                 events::record(
-                    &ctx.rw.write,
-                    COMPONENT,
+                    &ctx.recorder,
                     &subject,
                     true,
                     "FailedCreate",
@@ -406,15 +405,7 @@ async fn sync(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, Error> {
         lock(ctx).entry(key.clone()).or_default().expectations = Some(expect);
     }
     for ev in &plan.events {
-        events::record(
-            &ctx.rw.write,
-            COMPONENT,
-            &subject,
-            ev.warning,
-            &ev.reason,
-            &ev.message,
-        )
-        .await;
+        events::record(&ctx.recorder, &subject, ev.warning, &ev.reason, &ev.message).await;
     }
     if let Some(e) = create_error {
         return Err(e);

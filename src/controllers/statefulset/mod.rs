@@ -15,7 +15,6 @@ use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams, Preconditions};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -23,6 +22,8 @@ use tracing::Instrument;
 pub(crate) use informers::Queues;
 pub use informers::{ObjectKey, WorkloadInformers};
 use plan::{Action, DeleteReason, Revision};
+
+use crate::events::Recorder;
 
 use super::queue::WorkQueue;
 use super::revisions;
@@ -78,13 +79,7 @@ pub(crate) async fn run(
         () = informers.ready() => {}
         () = stopped(&mut shutdown) => return Ok(()),
     }
-    let recorder = Recorder::new(
-        clients.write.clone(),
-        Reporter {
-            controller: "statefulset-controller".into(),
-            instance: None,
-        },
-    );
+    let recorder = Recorder::new(clients.write.clone(), "statefulset-controller");
     let ctx = Context {
         client: clients.write,
         informers,
@@ -134,36 +129,21 @@ fn object_ref(set: &StatefulSet) -> ObjectReference {
     }
 }
 
-fn pod_ref(namespace: &str, name: &str) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("Pod".into()),
-        name: Some(name.into()),
-        namespace: Some(namespace.into()),
-        ..ObjectReference::default()
-    }
-}
-
 impl Context {
-    async fn event(&self, set: &StatefulSet, warning: bool, reason: &str, note: String, pod: &str) {
-        let ns = set.metadata.namespace.clone().unwrap_or_default();
-        let action = format!("{reason}{}", note.split(' ').nth(1).unwrap_or(""));
-        let ev = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(note),
-            // "Pod" or "Claim": the recorder's de-duplication key includes the action.
-            action,
-            // The pod as related object keeps events about different pods apart in the recorder's
-            // de-duplication (which ignores the message).
-            secondary: Some(pod_ref(&ns, pod)),
-        };
-        if let Err(e) = self.recorder.publish(&ev, &object_ref(set)).await {
-            tracing::debug!(error = %e, "failed to record event");
+    /// Records a core/v1 Event about `set` as upstream's controller does. `_pod` is part of the
+    /// message already, which keeps events about different pods apart.
+    async fn event(
+        &self,
+        set: &StatefulSet,
+        warning: bool,
+        reason: &str,
+        note: String,
+        _pod: &str,
+    ) {
+        if warning {
+            self.recorder.warning(&object_ref(set), reason, note);
+        } else {
+            self.recorder.normal(&object_ref(set), reason, note);
         }
     }
 
