@@ -198,7 +198,12 @@ async fn affinity_and_anti_affinity_place_pods_as_users_expect() {
         msg,
         "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
     );
-    assert!(failed_events(&c, "payment-service-3").await.contains(&msg));
+    // Events are written in the background, after the condition.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !failed_events(&c, "payment-service-3").await.contains(&msg) {
+        assert!(Instant::now() < deadline, "no FailedScheduling event");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

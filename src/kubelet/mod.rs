@@ -1,6 +1,9 @@
-//! The node agent's kubelet. For now only `hollow`: simulated nodes that register, heartbeat and
-//! play the kubelet's part for their pods without running anything. Reaches the cluster only
-//! through a `kube::Client`; never touches the store, the API server's internals or controllers.
+//! The node agent's kubelet: `hollow` simulated nodes that register, heartbeat and play the
+//! kubelet's part for their pods without running anything; and the real kubelet's parts so far:
+//! `machine` (capacity, nodeInfo, labels), `network` (pod namespaces, CNI plugins, hosts and
+//! resolv.conf), `oci` (the OCI runtime spec of a container, pure), `logs` (CRI log format and
+//! the log driver containerd's shim runs). Reaches the cluster only through a `kube::Client`;
+//! never touches the store, the API server's internals or controllers.
 
 pub mod hollow;
 pub mod logs;
