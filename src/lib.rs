@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod controllers;
+pub mod informers;
 pub mod kubelet;
 pub mod scheduler;
 pub mod server;
