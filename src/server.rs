@@ -204,9 +204,16 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
         .await
         .context("reading the RBAC policy")?;
     api.set_ready();
+    // One informer per resource type for every in-process control loop, reading as the
+    // controller manager; started once everything is wired.
+    let informers = crate::informers::SharedInformers::new(crate::client::in_process(
+        router.clone(),
+        crate::controllers::identity(),
+    ));
     if !args.disable_controller_manager {
         crate::controllers::spawn(
             crate::client::InProcess::new(router.clone()),
+            informers.clone(),
             controllers_config(args, pki.server_ca_pem()),
             tx.subscribe(),
         );
@@ -218,6 +225,7 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
             tx.subscribe(),
         );
     }
+    informers.start(&tx.subscribe());
     tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "API server ready");
 
     tokio::spawn(renewer.run(

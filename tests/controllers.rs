@@ -434,11 +434,17 @@ async fn idle_controllers_send_no_requests_after_their_first_lists() {
             },
         ));
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let informers = skiff::informers::SharedInformers::new(skiff::client::in_process(
+        counted.clone(),
+        skiff::controllers::identity(),
+    ));
     let controllers = tokio::spawn(skiff::controllers::run(
         skiff::client::InProcess::new(counted),
+        informers.clone(),
         skiff::controllers::Config::default(),
-        stopped,
+        stopped.clone(),
     ));
+    informers.start(&stopped);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after_start = requests.load(Ordering::SeqCst);
     assert!(after_start > 0, "the watches started");

@@ -505,7 +505,9 @@ impl Authenticator {
         let audiences = claims::intersect_audiences(&public.audiences, &self.audiences, requested)
             .map_err(|e| e.to_string())?;
         // Captured before the live objects are read, so a change racing the read is noticed.
-        let deps = self.cache.dependencies(dependency_keys(legacy, &public, &claims));
+        let deps = self
+            .cache
+            .dependencies(dependency_keys(legacy, &public, &claims));
         let info = if legacy {
             self.validate_legacy(store, token, &public, &claims).await?
         } else {

@@ -47,6 +47,7 @@ use tokio::task::JoinHandle;
 use crate::apiserver::resources::{BUILTIN, ResourceDef, Storage};
 use crate::auth::UserIdentity;
 use crate::client::InProcess;
+use crate::informers::SharedInformers;
 
 pub use clusterrole_aggregation::ClusterRoleAggregationConfig;
 pub use cronjob::CronJobControllerConfig;
@@ -163,10 +164,11 @@ pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 /// bootstrap policy.
 pub async fn run(
     clients: InProcess,
+    informers: SharedInformers,
     config: Config,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
-    let (informers, workloads) = spawn_workloads(&clients, &config, &shutdown);
+    let workloads = spawn_workloads(&clients, &informers, &config, &shutdown);
     let (gc_tx, gc_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
     let (ns_tx, ns_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
     let (sa_tx, sa_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
@@ -224,8 +226,7 @@ pub async fn run(
             shutdown.clone(),
         ),
     );
-    let node_informers =
-        node_lifecycle::NodeInformers::spawn(&clients.client(identity()), &shutdown);
+    let node_informers = node_lifecycle::NodeInformers::new(&informers);
     tasks.spawn(
         "node-lifecycle",
         node_lifecycle::run(
@@ -235,11 +236,7 @@ pub async fn run(
             shutdown.clone(),
         ),
     );
-    let service_informers = endpointslice::informers::ServiceInformers::spawn(
-        &clients.client(identity()),
-        node_informers.nodes.clone(),
-        &shutdown,
-    );
+    let service_informers = endpointslice::informers::ServiceInformers::new(&informers);
     tasks.spawn(
         "pod-gc",
         pod_gc::run(
@@ -253,11 +250,8 @@ pub async fn run(
         statefulsets: statefulset::queue(&config.statefulset),
         daemonsets: statefulset::queue(&config.statefulset),
     };
-    let workload_informers = statefulset::WorkloadInformers::spawn(
-        &clients.client(identity()),
-        workload_queues.clone(),
-        &shutdown,
-    );
+    let workload_informers =
+        statefulset::WorkloadInformers::new(&informers, workload_queues.clone());
     tasks.spawn(
         "statefulset",
         statefulset::run(
@@ -330,6 +324,7 @@ pub async fn run(
         job::run(
             ReadWrite::new(&clients, "job-controller"),
             config.job,
+            informers.clone(),
             shutdown.clone(),
         ),
     );
@@ -338,6 +333,7 @@ pub async fn run(
         cronjob::run(
             ReadWrite::new(&clients, "cronjob-controller"),
             config.cronjob,
+            informers.clone(),
             shutdown.clone(),
         ),
     );
@@ -346,14 +342,12 @@ pub async fn run(
         ttl_after_finished::run(
             ReadWrite::new(&clients, "ttl-after-finished-controller"),
             config.ttl_after_finished,
+            informers,
             shutdown.clone(),
         ),
     );
     let result = tasks.join().await;
     for handle in monitors {
-        handle.abort();
-    }
-    for handle in informers {
         handle.abort();
     }
     result
@@ -395,28 +389,24 @@ impl Tasks {
     }
 }
 
-/// Starts the shared pod, ReplicaSet, ReplicationController and Deployment informers and the
-/// three workload controllers on them. Returns the informer tasks and the controller tasks.
-#[allow(clippy::type_complexity)]
+/// Wires the Deployment, ReplicaSet and ReplicationController controllers to the shared Pod,
+/// ReplicaSet, ReplicationController and Deployment informers and starts them. Returns the
+/// controller tasks.
 fn spawn_workloads(
     clients: &InProcess,
+    informers: &SharedInformers,
     config: &Config,
     shutdown: &watch::Receiver<bool>,
-) -> (
-    Vec<JoinHandle<()>>,
-    Vec<(&'static str, JoinHandle<Result<(), Error>>)>,
-) {
+) -> Vec<(&'static str, JoinHandle<Result<(), Error>>)> {
     use deployment::DeploymentController;
-    use deployment::informer::Informer;
     use replicaset::ReplicaController;
 
-    // The informers read as the shared informers' identity; each controller writes as its own
+    // The factory reads as the controller manager; each controller writes as its own
     // ServiceAccount.
-    let reader = clients.client(identity());
-    let mut pods = Informer::<Pod>::new(reader.clone());
-    let mut replica_sets = Informer::<ReplicaSet>::new(reader.clone());
-    let mut rcs = Informer::<ReplicationController>::new(reader.clone());
-    let mut deployments = Informer::<Deployment>::new(reader);
+    let pods = informers.informer::<Pod>();
+    let replica_sets = informers.informer::<ReplicaSet>();
+    let rcs = informers.informer::<ReplicationController>();
+    let deployments = informers.informer::<Deployment>();
     let rs_ctl = ReplicaController::<ReplicaSet>::new(
         clients.controller("replicaset-controller"),
         &config.replica_set,
@@ -468,30 +458,22 @@ fn spawn_workloads(
         let shutdown = shutdown.clone();
         async move { Ok(d_ctl.run(workers, synced, shutdown).await?) }
     });
-    let informers = vec![
-        tokio::spawn(pods.run(shutdown.clone())),
-        tokio::spawn(replica_sets.run(shutdown.clone())),
-        tokio::spawn(rcs.run(shutdown.clone())),
-        tokio::spawn(deployments.run(shutdown.clone())),
-    ];
-    (
-        informers,
-        vec![
-            ("replicaset", rs_task),
-            ("replicationcontroller", rc_task),
-            ("deployment", d_task),
-        ],
-    )
+    vec![
+        ("replicaset", rs_task),
+        ("replicationcontroller", rc_task),
+        ("deployment", d_task),
+    ]
 }
 
 /// Starts [`run`] on its own task, logging its outcome; for the composition root.
 pub fn spawn(
     clients: InProcess,
+    informers: SharedInformers,
     config: Config,
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        match run(clients, config, shutdown).await {
+        match run(clients, informers, config, shutdown).await {
             Ok(()) => tracing::info!("controllers stopped"),
             Err(e) => tracing::error!(error = %e, "controllers failed"),
         }

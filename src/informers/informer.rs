@@ -40,6 +40,16 @@ pub enum Change<K> {
     Delete(Arc<K>),
 }
 
+impl<K> Change<K> {
+    /// The object as it is now, or as it was when deleted.
+    pub fn object(&self) -> &Arc<K> {
+        match self {
+            Change::Upsert { new, .. } => new,
+            Change::Delete(obj) => obj,
+        }
+    }
+}
+
 type ChangeHandler<K> = Box<dyn Fn(&Change<K>) + Send + Sync>;
 type RelistHandler = Box<dyn Fn() + Send + Sync>;
 
@@ -111,9 +121,10 @@ impl<K: Cached> Informer<K> {
         *self.shared.synced.borrow()
     }
 
-    /// Resolves once the cache holds a first full list (false if the informer is gone).
-    pub async fn ready(&self) -> bool {
-        wait_synced(vec![self.synced()]).await
+    /// Resolves once the cache holds a first full list.
+    pub async fn ready(&self) {
+        // The sender lives as long as this handle, so the wait cannot fail.
+        let _ = self.synced().wait_for(|s| *s).await;
     }
 
     /// Registers `handler` for every later change. Registering on an informer that already
@@ -360,7 +371,7 @@ mod tests {
         assert!(waiters.iter().all(|w| !w.is_finished()));
         informer.apply(&mut writer, Event::InitDone);
         for w in waiters {
-            assert!(w.await.unwrap());
+            w.await.unwrap();
         }
     }
 }
