@@ -219,8 +219,9 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
         );
     }
     if !args.disable_scheduler {
-        crate::scheduler::spawn(
+        crate::scheduler::spawn_shared(
             crate::client::in_process(router, crate::scheduler::identity()),
+            &informers,
             crate::scheduler::Config::default(),
             tx.subscribe(),
         );
