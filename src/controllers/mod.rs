@@ -1,11 +1,11 @@
 //! The controllers `skiff server` runs after the API server is ready: the garbage collector, the
 //! namespace lifecycle controller, the service-account controller, the root-CA publisher and the
-//! quota controller, fed by one shared metadata watch per stored resource type; the ClusterRole
-//! aggregation controller; the node lifecycle controller and pod GC, fed by shared Node, Pod and
-//! Lease caches; and the workload controllers (Deployment, ReplicaSet, ReplicationController),
-//! fed by one shared informer per workload type;
-//! the endpoints, EndpointSlice, disruption and HPA controllers, fed by shared Pod, Service,
-//! Endpoints, EndpointSlice, PodDisruptionBudget and HPA caches.
+//! quota controller, fed by one shared metadata watch per stored resource type (`monitors`, the
+//! counterpart of upstream's metadata informer factory); the ClusterRole aggregation controller;
+//! and every typed controller (node lifecycle, pod GC, Deployment, ReplicaSet,
+//! ReplicationController, Job, CronJob, TTL-after-finished, endpoints, EndpointSlice,
+//! disruption, HPA, StatefulSet, DaemonSet), whose caches all come from the process's
+//! [`SharedInformers`]: one watch and one cache per resource type, never one per controller.
 //! They reach the cluster only through a `kube::Client`; they never touch the store and never
 //! exit the process (errors are returned to the composition root).
 
@@ -156,12 +156,13 @@ pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// Runs the shared monitors, the garbage collector, the namespace controller and the ClusterRole
-/// aggregation controller until `shutdown` turns true. Returns the first controller error (the others keep running until then).
+/// Runs the shared metadata monitors and every controller until `shutdown` turns true. Returns
+/// the first controller error (the others keep running until then).
 ///
-/// The shared watches act as `system:kube-controller-manager`; each controller acts as its own
-/// ServiceAccount in `kube-system`, bound to its `system:controller:<name>` ClusterRole by the
-/// bootstrap policy.
+/// Typed caches come from `informers`; the caller starts it once everything is wired (a
+/// handler registered later first sees the whole cache replayed, so the order only saves work). The shared watches
+/// act as `system:kube-controller-manager`; each controller acts as its own ServiceAccount in
+/// `kube-system`, bound to its `system:controller:<name>` ClusterRole by the bootstrap policy.
 pub async fn run(
     clients: InProcess,
     informers: SharedInformers,
