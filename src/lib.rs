@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client;
 pub mod controllers;
 pub mod events;
+pub mod informers;
 pub mod kubelet;
 pub mod leader;
 pub mod scheduler;

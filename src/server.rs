@@ -216,18 +216,27 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
         .await
         .context("reading the RBAC policy")?;
     api.set_ready();
+    // One informer per resource type for every in-process control loop, reading as the
+    // controller manager; started once everything is wired. The loops themselves run only while
+    // their Lease is held (a loop started after the informers gets the cache replayed).
+    let informers = crate::informers::SharedInformers::new(crate::client::in_process(
+        router.clone(),
+        crate::controllers::identity(),
+    ));
     let mut elected = Vec::new();
     if !args.disable_controller_manager {
         let clients = crate::client::InProcess::new(router.clone());
         let config = controllers_config(args, pki.server_ca_pem());
+        let informers = informers.clone();
         elected.push(tokio::spawn(crate::leader::run_elected(
             clients.client(crate::controllers::identity()),
             leader_config(crate::leader::CONTROLLER_MANAGER_LEASE),
             tx.subscribe(),
             move |stop| {
                 let (clients, config) = (clients.clone(), config.clone());
+                let informers = informers.clone();
                 async move {
-                    match crate::controllers::run(clients, config, stop).await {
+                    match crate::controllers::run(clients, informers, config, stop).await {
                         Ok(()) => tracing::info!("controllers stopped"),
                         Err(e) => tracing::error!(error = %e, "controllers failed"),
                     }
@@ -237,22 +246,25 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
     }
     if !args.disable_scheduler {
         let client = crate::client::in_process(router, crate::scheduler::identity());
+        let informers = informers.clone();
         elected.push(tokio::spawn(crate::leader::run_elected(
             client.clone(),
             leader_config(crate::leader::SCHEDULER_LEASE),
             tx.subscribe(),
             move |stop| {
                 let client = client.clone();
+                let informers = informers.clone();
                 async move {
                     let config = crate::scheduler::Config::default();
-                    match crate::scheduler::run(client, config, stop).await {
-                        Ok(()) => tracing::info!("scheduler stopped"),
-                        Err(e) => tracing::error!(error = %e, "scheduler failed"),
+                    let task = crate::scheduler::spawn_shared(client, &informers, config, stop);
+                    if let Err(e) = task.await {
+                        tracing::error!(error = %e, "scheduler task failed");
                     }
                 }
             },
         )));
     }
+    informers.start(&tx.subscribe());
     tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "API server ready");
 
     tokio::spawn(renewer.run(

@@ -434,11 +434,17 @@ async fn idle_controllers_send_no_requests_after_their_first_lists() {
             },
         ));
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let informers = skiff::informers::SharedInformers::new(skiff::client::in_process(
+        counted.clone(),
+        skiff::controllers::identity(),
+    ));
     let controllers = tokio::spawn(skiff::controllers::run(
         skiff::client::InProcess::new(counted),
+        informers.clone(),
         skiff::controllers::Config::default(),
-        stopped,
+        stopped.clone(),
     ));
+    informers.start(&stopped);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after_start = requests.load(Ordering::SeqCst);
     assert!(after_start > 0, "the watches started");
@@ -453,6 +459,91 @@ async fn idle_controllers_send_no_requests_after_their_first_lists() {
         .await
         .expect("controllers stop on shutdown")
         .unwrap()
+        .unwrap();
+    c.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_resource_type_is_watched_once_by_the_shared_informers() {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    let c = cluster().await;
+    // Watch requests per path, e.g. `/api/v1/pods`.
+    let watches: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+    let seen = watches.clone();
+    let counted = c
+        .server
+        .api
+        .router()
+        .layer(tower::util::MapRequestLayer::new(
+            move |req: axum::extract::Request| {
+                if req.uri().query().unwrap_or_default().contains("watch=true") {
+                    *seen
+                        .lock()
+                        .unwrap()
+                        .entry(req.uri().path().to_string())
+                        .or_default() += 1;
+                }
+                req
+            },
+        ));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let informers = skiff::informers::SharedInformers::new(skiff::client::in_process(
+        counted.clone(),
+        skiff::controllers::identity(),
+    ));
+    let controllers = tokio::spawn(skiff::controllers::run(
+        skiff::client::InProcess::new(counted.clone()),
+        informers.clone(),
+        skiff::controllers::Config::default(),
+        stopped.clone(),
+    ));
+    let scheduler = skiff::scheduler::spawn_shared(
+        skiff::client::in_process(counted, skiff::scheduler::identity()),
+        &informers,
+        skiff::scheduler::Config::default(),
+        stopped.clone(),
+    );
+    informers.start(&stopped);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let started = informers.started();
+    let mut unique = started.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        started.len(),
+        "one informer per type: {started:?}"
+    );
+    for resource in [
+        "v1/pods",
+        "v1/nodes",
+        "apps/v1/replicasets",
+        "batch/v1/jobs",
+    ] {
+        assert!(
+            started.iter().any(|s| s == resource),
+            "{resource} in {started:?}"
+        );
+    }
+    // Every controller and the scheduler read pods: one watch from the shared informers, plus
+    // the garbage collector's metadata monitor (upstream's separate metadata informers).
+    let watches = watches.lock().unwrap().clone();
+    for path in ["/api/v1/pods", "/api/v1/nodes", "/apis/apps/v1/replicasets"] {
+        assert_eq!(watches.get(path), Some(&2), "{path}: {watches:?}");
+    }
+    assert!(watches.values().all(|n| *n <= 2), "{watches:?}");
+    stop.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(5), controllers)
+        .await
+        .expect("controllers stop on shutdown")
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), scheduler)
+        .await
+        .expect("the scheduler stops on shutdown")
         .unwrap();
     c.server.shutdown().await;
 }

@@ -1,11 +1,11 @@
 //! The controllers `skiff server` runs after the API server is ready: the garbage collector, the
 //! namespace lifecycle controller, the service-account controller, the root-CA publisher and the
-//! quota controller, fed by one shared metadata watch per stored resource type; the ClusterRole
-//! aggregation controller; the node lifecycle controller and pod GC, fed by shared Node, Pod and
-//! Lease caches; and the workload controllers (Deployment, ReplicaSet, ReplicationController),
-//! fed by one shared informer per workload type;
-//! the endpoints, EndpointSlice, disruption and HPA controllers, fed by shared Pod, Service,
-//! Endpoints, EndpointSlice, PodDisruptionBudget and HPA caches.
+//! quota controller, fed by one shared metadata watch per stored resource type (`monitors`, the
+//! counterpart of upstream's metadata informer factory); the ClusterRole aggregation controller;
+//! and every typed controller (node lifecycle, pod GC, Deployment, ReplicaSet,
+//! ReplicationController, Job, CronJob, TTL-after-finished, endpoints, EndpointSlice,
+//! disruption, HPA, StatefulSet, DaemonSet), whose caches all come from the process's
+//! [`SharedInformers`]: one watch and one cache per resource type, never one per controller.
 //! They reach the cluster only through a `kube::Client`; they never touch the store and never
 //! exit the process (errors are returned to the composition root).
 
@@ -48,6 +48,7 @@ use tokio::task::JoinHandle;
 use crate::apiserver::resources::{BUILTIN, ResourceDef, Storage};
 use crate::auth::UserIdentity;
 use crate::client::InProcess;
+use crate::informers::SharedInformers;
 
 pub use clusterrole_aggregation::ClusterRoleAggregationConfig;
 pub use cronjob::CronJobControllerConfig;
@@ -156,18 +157,20 @@ pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// Runs the shared monitors, the garbage collector, the namespace controller and the ClusterRole
-/// aggregation controller until `shutdown` turns true. Returns the first controller error (the others keep running until then).
+/// Runs the shared metadata monitors and every controller until `shutdown` turns true. Returns
+/// the first controller error (the others keep running until then).
 ///
-/// The shared watches act as `system:kube-controller-manager`; each controller acts as its own
-/// ServiceAccount in `kube-system`, bound to its `system:controller:<name>` ClusterRole by the
-/// bootstrap policy.
+/// Typed caches come from `informers`; the caller starts it once everything is wired (a
+/// handler registered later first sees the whole cache replayed, so the order only saves work). The shared watches
+/// act as `system:kube-controller-manager`; each controller acts as its own ServiceAccount in
+/// `kube-system`, bound to its `system:controller:<name>` ClusterRole by the bootstrap policy.
 pub async fn run(
     clients: InProcess,
+    informers: SharedInformers,
     config: Config,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
-    let (informers, workloads) = spawn_workloads(&clients, &config, &shutdown);
+    let workloads = spawn_workloads(&clients, &informers, &config, &shutdown);
     let (gc_tx, gc_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
     let (ns_tx, ns_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
     let (sa_tx, sa_rx) = mpsc::channel(monitors::CHANNEL_CAPACITY);
@@ -225,8 +228,7 @@ pub async fn run(
             shutdown.clone(),
         ),
     );
-    let node_informers =
-        node_lifecycle::NodeInformers::spawn(&clients.client(identity()), &shutdown);
+    let node_informers = node_lifecycle::NodeInformers::new(&informers);
     tasks.spawn(
         "node-lifecycle",
         node_lifecycle::run(
@@ -236,11 +238,7 @@ pub async fn run(
             shutdown.clone(),
         ),
     );
-    let service_informers = endpointslice::informers::ServiceInformers::spawn(
-        &clients.client(identity()),
-        node_informers.nodes.clone(),
-        &shutdown,
-    );
+    let service_informers = endpointslice::informers::ServiceInformers::new(&informers);
     tasks.spawn(
         "pod-gc",
         pod_gc::run(
@@ -254,11 +252,8 @@ pub async fn run(
         statefulsets: statefulset::queue(&config.statefulset),
         daemonsets: statefulset::queue(&config.statefulset),
     };
-    let workload_informers = statefulset::WorkloadInformers::spawn(
-        &clients.client(identity()),
-        workload_queues.clone(),
-        &shutdown,
-    );
+    let workload_informers =
+        statefulset::WorkloadInformers::new(&informers, workload_queues.clone());
     tasks.spawn(
         "statefulset",
         statefulset::run(
@@ -331,6 +326,7 @@ pub async fn run(
         job::run(
             ReadWrite::new(&clients, "job-controller"),
             config.job,
+            informers.clone(),
             shutdown.clone(),
         ),
     );
@@ -339,6 +335,7 @@ pub async fn run(
         cronjob::run(
             ReadWrite::new(&clients, "cronjob-controller"),
             config.cronjob,
+            informers.clone(),
             shutdown.clone(),
         ),
     );
@@ -347,14 +344,12 @@ pub async fn run(
         ttl_after_finished::run(
             ReadWrite::new(&clients, "ttl-after-finished-controller"),
             config.ttl_after_finished,
+            informers,
             shutdown.clone(),
         ),
     );
     let result = tasks.join().await;
     for handle in monitors {
-        handle.abort();
-    }
-    for handle in informers {
         handle.abort();
     }
     result
@@ -396,28 +391,24 @@ impl Tasks {
     }
 }
 
-/// Starts the shared pod, ReplicaSet, ReplicationController and Deployment informers and the
-/// three workload controllers on them. Returns the informer tasks and the controller tasks.
-#[allow(clippy::type_complexity)]
+/// Wires the Deployment, ReplicaSet and ReplicationController controllers to the shared Pod,
+/// ReplicaSet, ReplicationController and Deployment informers and starts them. Returns the
+/// controller tasks.
 fn spawn_workloads(
     clients: &InProcess,
+    informers: &SharedInformers,
     config: &Config,
     shutdown: &watch::Receiver<bool>,
-) -> (
-    Vec<JoinHandle<()>>,
-    Vec<(&'static str, JoinHandle<Result<(), Error>>)>,
-) {
+) -> Vec<(&'static str, JoinHandle<Result<(), Error>>)> {
     use deployment::DeploymentController;
-    use deployment::informer::Informer;
     use replicaset::ReplicaController;
 
-    // The informers read as the shared informers' identity; each controller writes as its own
+    // The factory reads as the controller manager; each controller writes as its own
     // ServiceAccount.
-    let reader = clients.client(identity());
-    let mut pods = Informer::<Pod>::new(reader.clone());
-    let mut replica_sets = Informer::<ReplicaSet>::new(reader.clone());
-    let mut rcs = Informer::<ReplicationController>::new(reader.clone());
-    let mut deployments = Informer::<Deployment>::new(reader);
+    let pods = informers.informer::<Pod>();
+    let replica_sets = informers.informer::<ReplicaSet>();
+    let rcs = informers.informer::<ReplicationController>();
+    let deployments = informers.informer::<Deployment>();
     let rs_ctl = ReplicaController::<ReplicaSet>::new(
         clients.controller("replicaset-controller"),
         &config.replica_set,
@@ -469,30 +460,22 @@ fn spawn_workloads(
         let shutdown = shutdown.clone();
         async move { Ok(d_ctl.run(workers, synced, shutdown).await?) }
     });
-    let informers = vec![
-        tokio::spawn(pods.run(shutdown.clone())),
-        tokio::spawn(replica_sets.run(shutdown.clone())),
-        tokio::spawn(rcs.run(shutdown.clone())),
-        tokio::spawn(deployments.run(shutdown.clone())),
-    ];
-    (
-        informers,
-        vec![
-            ("replicaset", rs_task),
-            ("replicationcontroller", rc_task),
-            ("deployment", d_task),
-        ],
-    )
+    vec![
+        ("replicaset", rs_task),
+        ("replicationcontroller", rc_task),
+        ("deployment", d_task),
+    ]
 }
 
 /// Starts [`run`] on its own task, logging its outcome; for the composition root.
 pub fn spawn(
     clients: InProcess,
+    informers: SharedInformers,
     config: Config,
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        match run(clients, config, shutdown).await {
+        match run(clients, informers, config, shutdown).await {
             Ok(()) => tracing::info!("controllers stopped"),
             Err(e) => tracing::error!(error = %e, "controllers failed"),
         }

@@ -1,6 +1,8 @@
 //! One metadata-only watch per watched resource type, shared by every controller in this module:
 //! each event is reduced to the few metadata fields the controllers need and fanned out to all
-//! subscribers. Never writes anything.
+//! subscribers. Never writes anything. This is the counterpart of upstream's metadata informer
+//! factory (garbage collector, namespace, service-account, root-CA and quota controllers); typed
+//! caches come from `crate::informers` instead, and these watches keep no objects.
 
 use std::sync::Arc;
 

@@ -24,10 +24,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use super::deployment::informer::{Change, wait_synced};
 use super::pod_control::{self, EventRecorder, Expectations, Owner, controller_of, selects};
 use super::queue::WorkQueue;
 use super::stopped;
+use crate::informers::{Change, wait_synced};
 
 /// Errors of one ReplicaSet or ReplicationController sync.
 #[derive(Debug, thiserror::Error)]

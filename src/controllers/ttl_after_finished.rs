@@ -12,9 +12,9 @@ use kube::api::{DeleteParams, Preconditions, PropagationPolicy};
 use tokio::sync::watch;
 
 use super::job::decide::finished_at;
-use super::job::informer::Informer;
 use super::queue::WorkQueue;
 use super::{ReadWrite, is_conflict, is_not_found, stopped};
+use crate::informers::{Informer, SharedInformers};
 
 /// Settings of the TTL-after-finished controller.
 #[derive(Debug, Clone)]
@@ -74,28 +74,26 @@ type Key = (String, String);
 pub(crate) async fn run(
     rw: ReadWrite,
     config: TtlAfterFinishedConfig,
+    informers: SharedInformers,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let queue: Arc<WorkQueue<Key>> =
         WorkQueue::new(Duration::from_millis(5), Duration::from_secs(1000));
     let q = queue.clone();
-    let jobs: Informer<Job> = Informer::spawn(
-        Api::all(rw.read.clone()),
-        |j| j.metadata.managed_fields = None,
-        move |j: &Job| {
-            if j.spec
-                .as_ref()
-                .and_then(|s| s.ttl_seconds_after_finished)
-                .is_some()
-            {
-                q.add((
-                    j.metadata.namespace.clone().unwrap_or_default(),
-                    j.metadata.name.clone().unwrap_or_default(),
-                ));
-            }
-        },
-        &shutdown,
-    );
+    let jobs: Informer<Job> = informers.informer();
+    jobs.on_change(move |change| {
+        let j = change.object();
+        if j.spec
+            .as_ref()
+            .and_then(|s| s.ttl_seconds_after_finished)
+            .is_some()
+        {
+            q.add((
+                j.metadata.namespace.clone().unwrap_or_default(),
+                j.metadata.name.clone().unwrap_or_default(),
+            ));
+        }
+    });
     tokio::select! {
         () = jobs.ready() => {}
         () = stopped(&mut shutdown) => return Ok(()),

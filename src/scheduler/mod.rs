@@ -1,7 +1,7 @@
 //! The scheduler: assigns pending pods to nodes. Decisions are pure functions over a snapshot
-//! (`plugins`, `preemption`); a thin layer keeps the snapshot from watches and writes bindings,
-//! events and conditions through the API. It never touches the store and never exits the
-//! process (errors go back to the composition root).
+//! (`plugins`, `preemption`); a thin layer keeps the snapshot from the process's shared
+//! informers and writes bindings, events and conditions through the API. It never touches the
+//! store and never exits the process (errors go back to the composition root).
 
 pub mod plugins;
 pub mod preemption;
@@ -21,6 +21,7 @@ use rand::Rng;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::auth::UserIdentity;
+use crate::informers::SharedInformers;
 use binding::Writer;
 use cache::{Cache, Update};
 use plugins::{Options, schedule};
@@ -174,14 +175,13 @@ impl Scheduler {
     }
 }
 
-/// Runs the scheduler until `shutdown` turns true.
-pub async fn run(
+/// Runs the scheduler until `shutdown` turns true, fed by `updates` (see [`spawn_shared`]).
+async fn run(
     client: kube::Client,
+    mut updates: mpsc::UnboundedReceiver<Update>,
     config: Config,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
-    let (tx, mut updates) = mpsc::channel::<Update>(4096);
-    let watches = informer::spawn(&client, tx);
     let (outcomes, mut finished) = mpsc::unbounded_channel();
     let mut s = Scheduler {
         binds: Arc::new(Semaphore::new(config.parallel_binds.max(1))),
@@ -194,7 +194,7 @@ pub async fn run(
         config,
     };
     let mut flush = tokio::time::interval(s.config.flush_interval);
-    let result = loop {
+    loop {
         let now = Instant::now();
         while let Ok(u) = updates.try_recv() {
             s.cache.apply(u, &mut s.queue, now);
@@ -228,21 +228,34 @@ pub async fn run(
             _ = flush.tick() => s.queue.flush_unschedulable(Instant::now()),
             _ = shutdown.wait_for(|stop| *stop) => break Ok(()),
         }
-    };
-    for w in watches {
-        w.abort();
     }
-    result
 }
 
-/// Starts [`run`] on its own task, logging its outcome; for the composition root.
+/// Starts a scheduler with informers of its own (read as `client`), logging its outcome; for
+/// running the scheduler alone. Must be called inside a tokio runtime.
 pub fn spawn(
     client: kube::Client,
     config: Config,
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
+    let informers = SharedInformers::new(client.clone());
+    let handle = spawn_shared(client, &informers, config, shutdown.clone());
+    informers.start(&shutdown);
+    handle
+}
+
+/// Starts the scheduler on its own task, fed by the process's shared Pod, Node, Namespace,
+/// PVC, PV, StorageClass and PodDisruptionBudget informers (its handlers are registered before
+/// this returns), binding as `client`; logs its outcome. For the composition root.
+pub fn spawn_shared(
+    client: kube::Client,
+    informers: &SharedInformers,
+    config: Config,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let updates = informer::follow_all(informers);
     tokio::spawn(async move {
-        match run(client, config, shutdown).await {
+        match run(client, updates, config, shutdown).await {
             Ok(()) => tracing::info!("scheduler stopped"),
             Err(e) => tracing::error!(error = %e, "scheduler failed"),
         }

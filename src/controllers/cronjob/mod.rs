@@ -17,9 +17,9 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::job::events::{self, Subject};
-use super::job::informer::Informer;
 use super::queue::WorkQueue;
 use super::{ReadWrite, is_not_found, stopped};
+use crate::informers::{Informer, SharedInformers};
 use decide::{Clock, SystemClock};
 
 const COMPONENT: &str = "cronjob-controller";
@@ -88,33 +88,27 @@ fn controller_cronjob(job: &Job) -> Option<Key> {
 pub(crate) async fn run(
     rw: ReadWrite,
     config: CronJobControllerConfig,
+    informers: SharedInformers,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let queue: Arc<WorkQueue<Key>> =
         WorkQueue::new(Duration::from_millis(5), Duration::from_secs(1000));
     let q = queue.clone();
-    let cronjobs: Informer<CronJob> = Informer::spawn(
-        Api::all(rw.read.clone()),
-        |c| c.metadata.managed_fields = None,
-        move |c: &CronJob| {
-            q.add((
-                c.metadata.namespace.clone().unwrap_or_default(),
-                c.metadata.name.clone().unwrap_or_default(),
-            ))
-        },
-        &shutdown,
-    );
+    let cronjobs: Informer<CronJob> = informers.informer();
+    cronjobs.on_change(move |change| {
+        let c = change.object();
+        q.add((
+            c.metadata.namespace.clone().unwrap_or_default(),
+            c.metadata.name.clone().unwrap_or_default(),
+        ))
+    });
     let q = queue.clone();
-    let jobs: Informer<Job> = Informer::spawn(
-        Api::all(rw.read.clone()),
-        |j| j.metadata.managed_fields = None,
-        move |j: &Job| {
-            if let Some(key) = controller_cronjob(j) {
-                q.add(key);
-            }
-        },
-        &shutdown,
-    );
+    let jobs: Informer<Job> = informers.informer();
+    jobs.on_change(move |change| {
+        if let Some(key) = controller_cronjob(change.object()) {
+            q.add(key);
+        }
+    });
     tokio::select! {
         () = async { cronjobs.ready().await; jobs.ready().await } => {}
         () = stopped(&mut shutdown) => return Ok(()),
@@ -196,7 +190,7 @@ async fn sync(
         return Ok(None);
     };
     let uid = cj.metadata.uid.clone();
-    let owned = jobs.store.state_filter(|j| {
+    let owned = jobs.store().state_filter(|j| {
         j.metadata.namespace.as_deref() == Some(ns.as_str())
             && j.metadata
                 .owner_references

@@ -5,7 +5,6 @@
 //! Deployment status/revision and Events; it never creates or deletes pods itself.
 
 pub(crate) mod history;
-pub(crate) mod informer;
 pub(crate) mod progress;
 pub(crate) mod recreate;
 pub(crate) mod rolling;
@@ -26,11 +25,11 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use self::informer::Change;
 use self::sync::{Params, spec_replicas};
 use super::pod_control::{self, EventRecorder, Owner, controller_of};
 use super::queue::WorkQueue;
 use super::stopped;
+use crate::informers::Change;
 
 const COMPONENT: &str = "deployment-controller";
 
@@ -238,7 +237,7 @@ impl DeploymentController {
     ) -> Result<(), Error> {
         tokio::select! {
             () = stopped(&mut shutdown) => return Ok(()),
-            ready = informer::wait_synced(synced) => {
+            ready = crate::informers::wait_synced(synced) => {
                 if !ready {
                     // the informers end only when shutting down or failing
                     return if *shutdown.borrow() { Ok(()) } else { Err(Error::CacheDropped) };

@@ -5,7 +5,6 @@
 
 pub mod decide;
 pub mod events;
-pub(crate) mod informer;
 pub mod pods;
 
 use std::collections::{HashMap, HashSet};
@@ -23,9 +22,9 @@ use tracing::Instrument;
 
 use super::queue::WorkQueue;
 use super::{ReadWrite, is_conflict, is_not_found, stopped};
+use crate::informers::{Informer, SharedInformers};
 use decide::{Backoff, Settings};
 use events::Subject;
-use informer::Informer;
 
 const COMPONENT: &str = "job-controller";
 /// How long unobserved creations or deletions hold back further scaling (upstream's
@@ -139,51 +138,31 @@ fn controller_uid(pod: &Pod) -> Option<&str> {
         .map(|o| o.uid.as_str())
 }
 
-/// Keeps what the controller reads of a pod.
-fn slim_pod(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
-    if let Some(spec) = pod.spec.as_mut() {
-        spec.volumes = None;
-        spec.affinity = None;
-        for c in spec.containers.iter_mut() {
-            c.env = None;
-            c.command = None;
-            c.args = None;
-        }
-    }
-}
-
 /// Runs the Job controller until `shutdown`.
 pub(crate) async fn run(
     rw: ReadWrite,
     config: JobControllerConfig,
+    informers: SharedInformers,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let queue: Arc<WorkQueue<Key>> =
         WorkQueue::new(Duration::from_millis(5), Duration::from_secs(1000));
     let q = queue.clone();
-    let jobs: Informer<Job> = Informer::spawn(
-        Api::all(rw.read.clone()),
-        |j| j.metadata.managed_fields = None,
-        move |j: &Job| {
-            q.add((
-                j.metadata.namespace.clone().unwrap_or_default(),
-                j.metadata.name.clone().unwrap_or_default(),
-            ))
-        },
-        &shutdown,
-    );
+    let jobs: Informer<Job> = informers.informer();
+    jobs.on_change(move |change| {
+        let j = change.object();
+        q.add((
+            j.metadata.namespace.clone().unwrap_or_default(),
+            j.metadata.name.clone().unwrap_or_default(),
+        ))
+    });
     let q = queue.clone();
-    let pods_informer: Informer<Pod> = Informer::spawn(
-        Api::all(rw.read.clone()),
-        slim_pod,
-        move |p: &Pod| {
-            if let Some(key) = controller_job(p) {
-                q.add(key);
-            }
-        },
-        &shutdown,
-    );
+    let pods_informer: Informer<Pod> = informers.informer();
+    pods_informer.on_change(move |change| {
+        if let Some(key) = controller_job(change.object()) {
+            q.add(key);
+        }
+    });
     tokio::select! {
         () = async { jobs.ready().await; pods_informer.ready().await } => {}
         () = stopped(&mut shutdown) => return Ok(()),
@@ -266,7 +245,7 @@ async fn sync(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, Error> {
         lock(ctx).remove(key);
         let orphans = ctx
             .pods
-            .store
+            .store()
             .state_filter(|p| controller_job(p).as_ref() == Some(key) && pods::has_finalizer(p));
         for p in orphans {
             release(&pod_api, ns, pods::name(&p)).await?;
@@ -282,7 +261,7 @@ async fn sync(ctx: &Ctx, key: &Key) -> Result<Option<Duration>, Error> {
         return Ok(None);
     }
     let uid = job.metadata.uid.clone().unwrap_or_default();
-    let owned = ctx.pods.store.state_filter(|p| {
+    let owned = ctx.pods.store().state_filter(|p| {
         p.metadata.namespace.as_deref() == Some(ns.as_str()) && controller_uid(p) == Some(&uid)
     });
     let (backoff, can_manage) = {

@@ -1,20 +1,16 @@
-//! Watch caches shared by the StatefulSet and DaemonSet controllers (one watch per type):
-//! StatefulSets, DaemonSets, Pods, ControllerRevisions and Nodes, each change routed to the
-//! work queue of the set or daemon set it concerns. Read-only.
+//! The StatefulSet and DaemonSet controllers' view of the shared StatefulSet, DaemonSet, Pod,
+//! ControllerRevision and Node informers, each change routed to the work queue of the set or
+//! daemon set it concerns. Read-only; it opens no watch of its own.
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::Api;
-use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{self, Store, store::Writer};
-use kube::runtime::watcher;
+use kube::runtime::reflector::Store;
 use tokio::sync::watch;
 
 use crate::controllers::queue::WorkQueue;
-use crate::controllers::stopped;
+use crate::informers::{self as shared, Cached, SharedInformers, wait_synced};
 
 /// A namespaced object's key in a work queue.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,12 +49,8 @@ pub struct WorkloadInformers {
     pub pods: Store<Pod>,
     pub revisions: Store<ControllerRevision>,
     pub nodes: Store<Node>,
-    /// How many caches hold a first full list (kube-runtime's `wait_until_ready` wakes only one
-    /// of several waiters, and both controllers wait).
-    synced: watch::Receiver<usize>,
+    synced: Vec<watch::Receiver<bool>>,
 }
-
-const CACHES: usize = 5;
 
 /// Routes `meta`'s controller owner of `kind` to `queue`.
 fn enqueue_owner(
@@ -84,59 +76,26 @@ fn enqueue_owner(
     }
 }
 
-async fn reflect<K>(
-    writer: Writer<K>,
-    api: Api<K>,
-    route: impl Fn(&K) + Send + 'static,
-    synced: Arc<watch::Sender<usize>>,
-) where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(|o: &mut K| o.meta_mut().managed_fields = None);
-    let stream = reflector::reflector(writer, stream);
-    let mut stream = std::pin::pin!(stream);
-    let mut first_list = true;
-    while let Some(event) = stream.next().await {
-        match event {
-            Err(e) => {
-                tracing::warn!(kind = K::kind(&()).as_ref(), error = %e, "watch failed, retrying")
-            }
-            Ok(watcher::Event::InitDone) => {
-                if first_list {
-                    first_list = false;
-                    synced.send_modify(|n| *n += 1);
-                }
-            }
-            Ok(
-                watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o),
-            ) => route(&o),
-            Ok(watcher::Event::Init) => {}
-        }
-    }
+/// Calls `route` with every object `informer` reports (its last state when deleted).
+fn route_changes<K: Cached>(
+    informer: &shared::Informer<K>,
+    route: impl Fn(&K) + Send + Sync + 'static,
+) -> watch::Receiver<bool> {
+    informer.on_change(move |change| match change {
+        shared::Change::Upsert { new, .. } => route(new),
+        shared::Change::Delete(obj) => route(obj),
+    });
+    informer.synced()
 }
 
 impl WorkloadInformers {
-    /// Starts the watches; they end with `shutdown`.
-    pub(crate) fn spawn(
-        client: &kube::Client,
-        queues: Queues,
-        shutdown: &watch::Receiver<bool>,
-    ) -> WorkloadInformers {
-        let (statefulsets, sts_writer) = reflector::store();
-        let (daemonsets, ds_writer) = reflector::store::<DaemonSet>();
-        let (pods, pod_writer) = reflector::store();
-        let (revisions, rev_writer) = reflector::store();
-        let (nodes, node_writer) = reflector::store();
-        let (synced_tx, synced) = watch::channel(0usize);
-        let synced_tx = Arc::new(synced_tx);
+    /// The view over `informers`, routing their changes to `queues` from now on.
+    pub(crate) fn new(informers: &SharedInformers, queues: Queues) -> WorkloadInformers {
+        let statefulsets = informers.informer::<StatefulSet>();
+        let daemonsets = informers.informer::<DaemonSet>();
+        let pods = informers.informer::<Pod>();
+        let revisions = informers.informer::<ControllerRevision>();
+        let nodes = informers.informer::<Node>();
         let q = queues.clone();
         let route_sts = move |s: &StatefulSet| {
             if let Some(key) = ObjectKey::of(&s.metadata) {
@@ -154,7 +113,7 @@ impl WorkloadInformers {
         let q = queues.clone();
         let route_rev = move |r: &ControllerRevision| enqueue_owner(&r.metadata, &q);
         let q = queues;
-        let all_daemonsets = daemonsets.clone();
+        let all_daemonsets = daemonsets.store();
         let route_node = move |_: &Node| {
             for ds in all_daemonsets.state() {
                 if let Some(key) = ObjectKey::of(&ds.metadata) {
@@ -162,62 +121,26 @@ impl WorkloadInformers {
                 }
             }
         };
-        type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-        let tasks: Vec<Task> = vec![
-            Box::pin(reflect(
-                sts_writer,
-                Api::all(client.clone()),
-                route_sts,
-                synced_tx.clone(),
-            )),
-            Box::pin(reflect(
-                ds_writer,
-                Api::all(client.clone()),
-                route_ds,
-                synced_tx.clone(),
-            )),
-            Box::pin(reflect(
-                pod_writer,
-                Api::all(client.clone()),
-                route_pod,
-                synced_tx.clone(),
-            )),
-            Box::pin(reflect(
-                rev_writer,
-                Api::all(client.clone()),
-                route_rev,
-                synced_tx.clone(),
-            )),
-            Box::pin(reflect(
-                node_writer,
-                Api::all(client.clone()),
-                route_node,
-                synced_tx,
-            )),
+        let synced = vec![
+            route_changes(&statefulsets, route_sts),
+            route_changes(&daemonsets, route_ds),
+            route_changes(&pods, route_pod),
+            route_changes(&revisions, route_rev),
+            route_changes(&nodes, route_node),
         ];
-        for task in tasks {
-            let mut shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    () = task => {}
-                    () = stopped(&mut shutdown) => {}
-                }
-            });
-        }
         WorkloadInformers {
-            statefulsets,
-            daemonsets,
-            pods,
-            revisions,
-            nodes,
+            statefulsets: statefulsets.store(),
+            daemonsets: daemonsets.store(),
+            pods: pods.store(),
+            revisions: revisions.store(),
+            nodes: nodes.store(),
             synced,
         }
     }
 
     /// Resolves once every cache holds a first full list.
     pub async fn ready(&self) {
-        let mut synced = self.synced.clone();
-        let _ = synced.wait_for(|n| *n >= CACHES).await;
+        wait_synced(self.synced.clone()).await;
     }
 
     /// The pods whose controller is the object with `uid`.
