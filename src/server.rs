@@ -100,6 +100,12 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
             args.service_cidr
         )
     })?;
+    Ipv4Cidr::parse(&args.cluster_cidr).with_context(|| {
+        format!(
+            "--cluster-cidr {:?} is not an IPv4 CIDR such as 10.42.0.0/16",
+            args.cluster_cidr
+        )
+    })?;
     let service_ip = apiserver::kubernetes_service_ip(&service_cidr);
     let advertise = advertise_address(args);
     let node_name = args.node_name.clone().unwrap_or_else(hostname);
@@ -335,6 +341,7 @@ fn controllers_config(args: &ServerArgs, server_ca_pem: &str) -> crate::controll
     config.root_ca.ca_pem = server_ca_pem.to_owned();
     config.node_lifecycle.grace_period = args.node_monitor_grace_period;
     config.node_lifecycle.monitor_period = args.node_monitor_period;
+    config.node_ipam.cluster_cidr = Ipv4Cidr::parse(&args.cluster_cidr);
     config
 }
 

@@ -674,3 +674,53 @@ fn a_stopped_nodes_pods_are_evicted_and_recreated_elsewhere_while_endpoints_list
     let violations = endpoint_violations(&pods, &addresses);
     assert!(violations.is_empty(), "{}", violations.join("\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_without_a_pod_cidr_get_one_from_the_cluster_cidr_and_carried_ones_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Wrapper::parse_from([
+        "skiff",
+        "--config",
+        dir.path().join("absent.yaml").to_str().unwrap(),
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--https-listen-port",
+        "0",
+        "--bind-address",
+        "127.0.0.1",
+        "--write-kubeconfig",
+        dir.path().join("kubeconfig.yaml").to_str().unwrap(),
+        "--cluster-cidr",
+        "10.77.0.0/16",
+    ]);
+    let server = skiff::server::start(&w.args).await.unwrap();
+    let admin = skiff::client::in_process(server.api.router(), skiff::client::admin());
+    let nodes: Api<Node> = Api::all(admin);
+    let node = |name: &str, cidr: Option<&str>| -> Node {
+        let mut n = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
+        if let Some(c) = cidr {
+            n["spec"] = json!({"podCIDR": c, "podCIDRs": [c]});
+        }
+        serde_json::from_value(n).unwrap()
+    };
+    let pp = PostParams::default();
+    nodes
+        .create(&pp, &node("carrier", Some("10.77.0.0/24")))
+        .await
+        .unwrap();
+    nodes.create(&pp, &node("fresh", None)).await.unwrap();
+    let cidr_of = |n: Node| n.spec.and_then(|s| s.pod_cidr).unwrap_or_default();
+    eventually("the fresh node has a pod CIDR", || {
+        let nodes = nodes.clone();
+        async move { !cidr_of(nodes.get("fresh").await.unwrap()).is_empty() }
+    })
+    .await;
+    let fresh = nodes.get("fresh").await.unwrap();
+    assert_eq!(cidr_of(fresh.clone()), "10.77.1.0/24");
+    assert_eq!(
+        fresh.spec.and_then(|s| s.pod_cidrs),
+        Some(vec!["10.77.1.0/24".to_string()])
+    );
+    assert_eq!(cidr_of(nodes.get("carrier").await.unwrap()), "10.77.0.0/24");
+    server.shutdown().await;
+}

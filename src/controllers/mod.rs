@@ -61,6 +61,7 @@ pub use garbage_collector::GarbageCollectorConfig;
 pub use hpa::HpaControllerConfig;
 pub use job::JobControllerConfig;
 pub use namespace::NamespaceControllerConfig;
+pub use node_ipam::NodeIpamConfig;
 pub use node_lifecycle::NodeLifecycleConfig;
 pub use pod_gc::PodGcConfig;
 pub use replicaset::ReplicaSetControllerConfig;
@@ -85,6 +86,8 @@ pub enum Error {
     RootCa(#[from] root_ca::Error),
     #[error("resource quota controller: {0}")]
     ResourceQuota(#[from] resource_quota::Error),
+    #[error("node IPAM controller: {0}")]
+    NodeIpam(#[from] node_ipam::Error),
     #[error("node lifecycle controller: {0}")]
     NodeLifecycle(#[from] node_lifecycle::Error),
     #[error("pod garbage collector: {0}")]
@@ -127,6 +130,7 @@ pub struct Config {
     pub service_account: ServiceAccountControllerConfig,
     pub root_ca: RootCaPublisherConfig,
     pub resource_quota: ResourceQuotaControllerConfig,
+    pub node_ipam: NodeIpamConfig,
     pub node_lifecycle: NodeLifecycleConfig,
     pub pod_gc: PodGcConfig,
     /// Shared by the ReplicaSet and ReplicationController controllers.
@@ -225,6 +229,15 @@ pub async fn run(
             clients.controller("resourcequota-controller"),
             config.resource_quota,
             rq_rx,
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "node-ipam",
+        node_ipam::run(
+            clients.controller("node-controller"),
+            informers.clone(),
+            config.node_ipam,
             shutdown.clone(),
         ),
     );

@@ -7,8 +7,15 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use tokio::sync::{mpsc, watch};
 
 use crate::apiserver::handlers::Ipv4Cidr;
+use crate::informers::{Change, SharedInformers, wait_synced};
 
 /// The per-node mask upstream uses for IPv4 (`--node-cidr-mask-size-ipv4`).
 pub const DEFAULT_NODE_MASK: u8 = 24;
@@ -119,6 +126,128 @@ impl CidrSet {
             self.used.remove(&index);
         }
     }
+}
+
+/// Settings of the node IPAM controller.
+#[derive(Debug, Clone)]
+pub struct NodeIpamConfig {
+    /// The cluster CIDR (`--cluster-cidr`); `None` disables the controller.
+    pub cluster_cidr: Option<Ipv4Cidr>,
+    pub node_mask: u8,
+    /// The first retry delay of a failed patch.
+    pub retry: Duration,
+}
+
+impl Default for NodeIpamConfig {
+    fn default() -> Self {
+        NodeIpamConfig {
+            cluster_cidr: Ipv4Cidr::parse("10.42.0.0/16"),
+            node_mask: DEFAULT_NODE_MASK,
+            retry: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Errors that stop the node IPAM controller.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+}
+
+enum Work {
+    Sync(String),
+    Deleted(String),
+}
+
+/// Gives every Node without a pod CIDR one, until `shutdown`. `client` acts as the
+/// `node-controller` ServiceAccount, as upstream's IPAM controller does.
+pub async fn run(
+    client: kube::Client,
+    informers: SharedInformers,
+    config: NodeIpamConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let Some(cluster) = config.cluster_cidr else {
+        return Ok(());
+    };
+    let mut set = CidrSet::new(cluster, config.node_mask)?;
+    let nodes = informers.informer::<Node>();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    nodes.on_change(move |change| {
+        let work = match change {
+            Change::Upsert { new, .. } => Work::Sync(new.metadata.name.clone().unwrap_or_default()),
+            Change::Delete(old) => Work::Deleted(old.metadata.name.clone().unwrap_or_default()),
+        };
+        let _ = tx.send(work);
+    });
+    tokio::select! {
+        synced = wait_synced(vec![nodes.synced()]) => if !synced { return Ok(()) },
+        () = super::stopped(&mut shutdown) => return Ok(()),
+    }
+    // Every CIDR already carried is marked before any is handed out, as upstream does.
+    let store = nodes.store();
+    for node in store.state() {
+        let name = node.metadata.name.as_deref().unwrap_or_default();
+        for cidr in carried(&node) {
+            if !set.occupy(name, &cidr) {
+                tracing::warn!(node = name, cidr, "pod CIDR already held by another node");
+            }
+        }
+    }
+    let api: Api<Node> = Api::all(client);
+    loop {
+        let work = tokio::select! {
+            w = rx.recv() => match w { Some(w) => w, None => return Ok(()) },
+            () = super::stopped(&mut shutdown) => return Ok(()),
+        };
+        let name = match work {
+            Work::Deleted(name) => {
+                set.release(&name);
+                continue;
+            }
+            Work::Sync(name) => name,
+        };
+        let Some(node) = store.get(&kube::runtime::reflector::ObjectRef::new(&name)) else {
+            continue;
+        };
+        let held = carried(&node);
+        if !held.is_empty() {
+            for cidr in held {
+                set.occupy(&name, &cidr);
+            }
+            continue;
+        }
+        let cidr = match set.allocate(&name) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(node = %name, error = %e, "CIDRNotAvailable");
+                continue;
+            }
+        };
+        let patch = Patch::Merge(pod_cidr_patch(&cidr));
+        match api.patch(&name, &PatchParams::default(), &patch).await {
+            Ok(_) => tracing::info!(node = %name, cidr, "assigned the node's pod CIDR"),
+            Err(e) if super::is_not_found(&e) => set.release(&name),
+            Err(e) => {
+                // Kept allocated for this node; the next change of the node retries.
+                tracing::warn!(node = %name, error = %e, "recording the pod CIDR failed");
+                tokio::time::sleep(config.retry).await;
+            }
+        }
+    }
+}
+
+/// The pod CIDRs a node carries.
+fn carried(node: &Node) -> Vec<String> {
+    let spec = node.spec.as_ref();
+    let mut out: Vec<String> = spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
+    if out.is_empty()
+        && let Some(c) = spec.and_then(|s| s.pod_cidr.clone())
+    {
+        out.push(c);
+    }
+    out
 }
 
 /// The merge patch that records `cidr` on a Node, as upstream's `PatchNodeCIDRs`.

@@ -134,10 +134,12 @@ impl RotatingLog {
         let err = |source| DriverError::Write { path, source };
         if self.size > 0 && self.size + lines.len() as u64 > self.max_size {
             self.rotate().map_err(err)?;
-            self.file.write_all(lines).map_err(|source| DriverError::Write {
-                path: self.path.display().to_string(),
-                source,
-            })?;
+            self.file
+                .write_all(lines)
+                .map_err(|source| DriverError::Write {
+                    path: self.path.display().to_string(),
+                    source,
+                })?;
         } else {
             self.file.write_all(lines).map_err(err)?;
         }
