@@ -7,6 +7,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use tracing::Instrument;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
@@ -268,8 +269,16 @@ impl Collector {
         };
         while let Some(uid) = q.next().await {
             let result = match queue {
-                Queue::Delete => self.attempt_to_delete(&uid).await,
-                Queue::Orphan => self.attempt_to_orphan(&uid).await,
+                Queue::Delete => {
+                    self.attempt_to_delete(&uid)
+                        .instrument(tracing::info_span!("reconcile", controller = "garbage-collector", uid = %uid))
+                        .await
+                }
+                Queue::Orphan => {
+                    self.attempt_to_orphan(&uid)
+                        .instrument(tracing::info_span!("orphan", controller = "garbage-collector", uid = %uid))
+                        .await
+                }
             };
             match result {
                 Ok(()) => q.forget(&uid),

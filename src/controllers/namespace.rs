@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use tracing::Instrument;
 
 use k8s_openapi::api::core::v1::{Namespace, NamespaceCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -158,7 +159,13 @@ impl Controller {
 
     async fn work(self: Arc<Self>) {
         while let Some(name) = self.queue.next().await {
-            match self.sync(&name).await {
+            match self
+                .sync(&name)
+                .instrument(
+                    tracing::info_span!("reconcile", controller = "namespace", namespace = %name),
+                )
+                .await
+            {
                 Ok(Outcome::Done) => self.queue.forget(&name),
                 Ok(Outcome::ContentRemaining) => {
                     tracing::debug!(namespace = %name, "namespace content remaining, checking again later");

@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
@@ -254,7 +255,8 @@ pub async fn run(
                     }
                 }
             }
-            if let Err(e) = collect(&client, &pod, reason).await {
+            let span = tracing::info_span!("reconcile", controller = "pod-garbage-collector", pod = %pod.metadata.name.as_deref().unwrap_or_default());
+            if let Err(e) = collect(&client, &pod, reason).instrument(span).await {
                 tracing::warn!(error = %e, "pod garbage collection failed");
             }
         }

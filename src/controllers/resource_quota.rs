@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use k8s_openapi::api::core::v1::ResourceQuota;
 use kube::Api;
@@ -128,7 +129,12 @@ fn handle(
 
 async fn work(client: kube::Client, queue: Arc<WorkQueue<String>>) {
     while let Some(ns) = queue.next().await {
-        match sync(&client, &ns).await {
+        match sync(&client, &ns)
+            .instrument(
+                tracing::info_span!("reconcile", controller = "resourcequota", namespace = %ns),
+            )
+            .await
+        {
             Ok(()) => queue.forget(&ns),
             Err(e) => {
                 tracing::debug!(namespace = %ns, error = %e, "quota controller: will retry");

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Api;
@@ -122,7 +123,7 @@ pub(crate) async fn run(
 
 async fn work(client: super::ReadWrite, queue: Arc<WorkQueue<String>>, ca_pem: Arc<String>) {
     while let Some(ns) = queue.next().await {
-        match sync(&client, &ns, &ca_pem).await {
+        match sync(&client, &ns, &ca_pem).instrument(tracing::info_span!("reconcile", controller = "root-ca-cert-publisher", namespace = %ns)).await {
             Ok(()) => queue.forget(&ns),
             Err(e) => {
                 tracing::warn!(namespace = %ns, error = %e, "root-CA publisher: will retry");

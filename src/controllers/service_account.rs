@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::Api;
@@ -102,7 +103,12 @@ pub(crate) async fn run(
 
 async fn work(client: super::ReadWrite, queue: Arc<WorkQueue<String>>, accounts: Arc<Vec<String>>) {
     while let Some(ns) = queue.next().await {
-        match sync(&client, &ns, &accounts).await {
+        match sync(&client, &ns, &accounts)
+            .instrument(
+                tracing::info_span!("reconcile", controller = "serviceaccount", namespace = %ns),
+            )
+            .await
+        {
             Ok(()) => queue.forget(&ns),
             Err(e) => {
                 tracing::warn!(namespace = %ns, error = %e, "service-account controller: will retry");

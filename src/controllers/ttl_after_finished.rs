@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
@@ -104,7 +105,7 @@ pub(crate) async fn run(
         let rw = rw.clone();
         workers.push(tokio::spawn(async move {
             while let Some(key) = queue.next().await {
-                match sync(&rw, &key).await {
+                match sync(&rw, &key).instrument(tracing::info_span!("reconcile", controller = "ttl-after-finished", job = %format!("{}/{}", key.0, key.1))).await {
                     Ok(Some(after)) => queue.add_after(key.clone(), after),
                     Ok(None) => queue.forget(&key),
                     Err(e) => {

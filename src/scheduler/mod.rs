@@ -91,6 +91,8 @@ struct Scheduler {
 
 impl Scheduler {
     fn schedule_one(&mut self, pod: Arc<PodInfo>, now: Instant) {
+        let span = tracing::debug_span!("schedule", pod = %pod.key());
+        let _entered = span.enter();
         let nodes = self.cache.snap.nodes.len().max(1);
         let opts = Options {
             percentage_of_nodes_to_score: self.config.percentage_of_nodes_to_score,

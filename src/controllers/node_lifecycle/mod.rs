@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
+use tracing::Instrument;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint};
@@ -702,8 +703,18 @@ pub async fn run(
     };
     loop {
         tokio::select! {
-            _ = monitor.tick() => controller.monitor().await,
-            _ = evict.tick() => controller.evict().await,
+            _ = monitor.tick() => {
+                controller
+                    .monitor()
+                    .instrument(tracing::debug_span!("reconcile", controller = "node-lifecycle"))
+                    .await
+            }
+            _ = evict.tick() => {
+                controller
+                    .evict()
+                    .instrument(tracing::debug_span!("evict", controller = "node-lifecycle"))
+                    .await
+            }
             () = stopped(&mut shutdown) => return Ok(()),
         }
     }
