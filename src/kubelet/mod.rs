@@ -3,6 +3,7 @@
 //! through a `kube::Client`; never touches the store, the API server's internals or controllers.
 
 pub mod hollow;
+pub mod runtime;
 
 use std::time::Duration;
 
