@@ -561,7 +561,7 @@ pub async fn images_for_node_status(
             size_bytes: i64::try_from(size).ok(),
         });
     }
-    out.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes));
+    out.sort_by_key(|i| std::cmp::Reverse(i.size_bytes));
     out.truncate(50);
     Ok(out)
 }

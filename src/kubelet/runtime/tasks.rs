@@ -14,8 +14,8 @@ use containerd_client::services::v1::{
 };
 use containerd_client::tonic::Code;
 use containerd_client::types::v1::{Process, Status as ProcessStatus};
+use futures::StreamExt;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 
 use super::client::{ClientError, RuntimeClient, not_found_is_false, rpc};
@@ -163,7 +163,12 @@ impl TaskInfo {
             exited_at: p.exited_at.and_then(timestamp),
         });
         TaskInfo {
-            container_id: p.container_id,
+            // containerd 1.6 fills only `id` (the container's id for its init process)
+            container_id: if p.container_id.is_empty() {
+                p.id
+            } else {
+                p.container_id
+            },
             pid: p.pid,
             status,
             exit,
@@ -477,29 +482,44 @@ impl RuntimeClient {
 
     // ---- events ----
 
-    /// Task exits and OOM kills in the namespace, from now on. The stream ends (or yields an
-    /// error) when containerd goes away: resubscribe, then reconcile with
-    /// [`RuntimeClient::list_tasks`] for what happened in between.
-    pub async fn task_events(
-        &self,
-    ) -> Result<BoxStream<'static, Result<TaskEvent, ClientError>>, ClientError> {
+    /// Task exits and OOM kills in the namespace. The subscription is sent at once but
+    /// containerd answers only with its first event, so this returns a stream fed by a
+    /// background task: an event in the first milliseconds may be missed. The stream ends (or
+    /// yields an error) when containerd goes away. Either way, reconcile with
+    /// [`RuntimeClient::get_task`] / [`RuntimeClient::list_tasks`] after (re)subscribing.
+    pub fn task_events(&self) -> BoxStream<'static, Result<TaskEvent, ClientError>> {
         let filters = [TOPIC_EXIT, TOPIC_OOM]
             .iter()
             .map(|t| format!("topic==\"{t}\",namespace==\"{NAMESPACE}\""))
             .collect();
-        let stream = self
-            .raw()
-            .events()
-            .subscribe(self.req(SubscribeRequest { filters }))
-            .await
-            .map_err(rpc("events.subscribe", ""))?
-            .into_inner();
-        let events = stream
-            .map_err(|s| rpc("events.subscribe", "")(s))
-            .try_filter_map(
-                |envelope| async move { decode_event(&envelope.topic, envelope.event) },
-            );
-        Ok(events.boxed())
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let request = self.req(SubscribeRequest { filters });
+        let mut events = self.raw().events();
+        tokio::spawn(async move {
+            let mut stream = match events.subscribe(request).await {
+                Ok(r) => r.into_inner(),
+                Err(s) => {
+                    let _ = tx.send(Err(rpc("events.subscribe", "")(s))).await;
+                    return;
+                }
+            };
+            loop {
+                let item = match stream.message().await {
+                    Ok(Some(envelope)) => match decode_event(&envelope.topic, envelope.event) {
+                        Ok(Some(e)) => Ok(e),
+                        Ok(None) => continue,
+                        Err(e) => Err(e),
+                    },
+                    Ok(None) => return,
+                    Err(s) => Err(rpc("events.subscribe", "")(s)),
+                };
+                let stop = item.is_err();
+                if tx.send(item).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
     }
 }
 
