@@ -1,6 +1,7 @@
 //! The node agent's kubelet: `hollow` simulated nodes that register, heartbeat and play the
 //! kubelet's part for their pods without running anything; and the real kubelet's parts so far:
-//! `machine` (capacity, nodeInfo, labels), `network` (pod namespaces, CNI plugins, hosts and
+//! `runtime` (skiff's own containerd: config, supervision, the namespaced client, image archive
+//! import), `machine` (capacity, nodeInfo, labels), `network` (pod namespaces, CNI plugins, hosts and
 //! resolv.conf), `oci` (the OCI runtime spec of a container, pure), `logs` (CRI log format and
 //! the log driver containerd's shim runs). Reaches the cluster only through a `kube::Client`;
 //! never touches the store, the API server's internals or controllers.
@@ -10,6 +11,7 @@ pub mod logs;
 pub mod machine;
 pub mod network;
 pub mod oci;
+pub mod runtime;
 
 use std::time::Duration;
 
