@@ -206,7 +206,7 @@ async fn nodes(api: &ApiServer, req: &ResourceRequest, sel: &Selectors) -> Resul
         Some(name) => items
             .into_iter()
             .next()
-            .ok_or_else(|| ApiError::not_found("metrics.k8s.io", "nodes", name)),
+            .ok_or_else(|| ApiError::not_found("metrics.k8s.io", "nodemetrics", name)),
         None => Ok(list_body("NodeMetricsList", items)),
     }
 }
@@ -252,7 +252,7 @@ async fn pods(api: &ApiServer, req: &ResourceRequest, sel: &Selectors) -> Result
         Some(name) => items
             .into_iter()
             .next()
-            .ok_or_else(|| ApiError::not_found("metrics.k8s.io", "pods", name)),
+            .ok_or_else(|| ApiError::not_found("metrics.k8s.io", "podmetrics", name)),
         None => Ok(list_body("PodMetricsList", items)),
     }
 }
