@@ -308,6 +308,8 @@ fn group_priority(group: &str) -> i64 {
         "coordination.k8s.io" => 16500,
         "node.k8s.io" => 16300,
         "discovery.k8s.io" => 16200,
+        // As metrics-server's APIService registers it.
+        "metrics.k8s.io" => 100,
         _ => 16000,
     }
 }
@@ -319,7 +321,7 @@ async fn ensure_api_services(client: &kube::Client) -> Result<(), BootstrapError
     let api: Api<APIService> = Api::all(client.clone());
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     let mut gvs: Vec<(&str, Vec<&str>)> = vec![("", vec!["v1"])];
-    gvs.extend(super::resources::groups());
+    gvs.extend(super::resources::served_groups());
     let now = super::objects::now_rfc3339();
     let mut names = Vec::new();
     for (group, versions) in gvs {
@@ -341,7 +343,11 @@ async fn ensure_api_services(client: &kube::Client) -> Result<(), BootstrapError
                         "group": group,
                         "version": version,
                         "groupPriorityMinimum": group_priority(group),
-                        "versionPriority": if *preferred { 15 } else { 9 },
+                        "versionPriority": match (*group, *preferred) {
+                            ("metrics.k8s.io", _) => 100,
+                            (_, true) => 15,
+                            (_, false) => 9,
+                        },
                     },
                 })),
             )

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::resources::{self, BUILTIN, ResourceDef, Subresource};
+use super::resources::{self, ResourceDef, Subresource};
 
 fn sub_kind(def: &ResourceDef, sub: Subresource) -> (&'static str, &'static str, &'static str) {
     match sub {
@@ -42,9 +42,7 @@ fn sub_verbs(sub: Subresource) -> &'static [&'static str] {
 fn in_group_version(group: &str, version: &str) -> impl Iterator<Item = &'static ResourceDef> {
     let group = group.to_string();
     let version = version.to_string();
-    BUILTIN
-        .iter()
-        .filter(move |r| r.group == group && r.version == version)
+    resources::served().filter(move |r| r.group == group && r.version == version)
 }
 
 /// `/api`.
@@ -70,7 +68,7 @@ fn group_json(name: &str, versions: &[&str]) -> Value {
 
 /// `/apis`.
 pub fn api_group_list() -> Value {
-    let groups: Vec<Value> = resources::groups()
+    let groups: Vec<Value> = resources::served_groups()
         .iter()
         .map(|(g, vs)| group_json(g, vs))
         .collect();
@@ -79,7 +77,7 @@ pub fn api_group_list() -> Value {
 
 /// `/apis/<group>`.
 pub fn api_group(group: &str) -> Option<Value> {
-    let groups = resources::groups();
+    let groups = resources::served_groups();
     let (g, vs) = groups.iter().find(|(g, _)| *g == group)?;
     let mut v = group_json(g, vs);
     v["kind"] = json!("APIGroup");
@@ -194,7 +192,7 @@ pub fn aggregated(legacy: bool, api_version: &str) -> Value {
             json!({"metadata": {"creationTimestamp": null}, "versions": [discovery_version("", "v1")]}),
         ]
     } else {
-        resources::groups()
+        resources::served_groups()
             .iter()
             .map(|(g, vs)| {
                 json!({

@@ -18,6 +18,7 @@ pub mod errors;
 pub mod field_errors;
 pub mod fields;
 pub mod handlers;
+pub mod metrics;
 pub mod objects;
 pub mod openapi;
 pub mod patch;
@@ -71,12 +72,17 @@ pub struct ApiServer {
     allocations: tokio::sync::Mutex<()>,
     /// The audit log, when `--audit-log-path` is set (see [`audit::configure`]).
     audit: std::sync::OnceLock<audit::AuditLog>,
+    /// `metrics.k8s.io`: Summary sources and cache.
+    pub metrics: metrics::Metrics,
 }
 
 impl ApiServer {
     pub fn new(store: impl Into<storage::ObjectStore>, config: ApiConfig) -> Arc<ApiServer> {
+        let store: storage::ObjectStore = store.into();
+        let simulated = Arc::new(metrics::SimulatedSource::new(store.clone()));
         Arc::new(ApiServer {
-            store: store.into(),
+            metrics: metrics::Metrics::new(simulated),
+            store,
             config,
             authorizer: authz::Authorizer::new(),
             ready: AtomicBool::new(false),
@@ -379,6 +385,9 @@ async fn dispatch_inner(api: Arc<ApiServer>, req: Request) -> Result<Response, A
                 .get::<UserIdentity>()
                 .cloned()
                 .ok_or(ApiError::Unauthorized)?;
+            if req.def.group == "metrics.k8s.io" {
+                return metrics::handle(&api, req, &query).await;
+            }
             let body = read_body(Body::new(body)).await?;
             let span = tracing::debug_span!(
                 "request",

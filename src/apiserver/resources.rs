@@ -959,18 +959,67 @@ pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
     out
 }
 
+/// Resources served from outside the store, as upstream serves them through an aggregated API
+/// server (`metrics.k8s.io`, metrics-server's). Kept out of [`BUILTIN`]: they have no OpenAPI
+/// definition, protobuf message or table columns of the built-in API.
+pub static AGGREGATED: &[ResourceDef] = &[
+    read_only(def(
+        "metrics.k8s.io",
+        "v1beta1",
+        "NodeMetrics",
+        "nodes",
+        "",
+        &[],
+        &[],
+        false,
+        NONE,
+        "io.k8s.metrics.pkg.apis.metrics.v1beta1.NodeMetrics",
+        "metrics.k8s.io/nodes",
+    )),
+    read_only(def(
+        "metrics.k8s.io",
+        "v1beta1",
+        "PodMetrics",
+        "pods",
+        "",
+        &[],
+        &[],
+        true,
+        NONE,
+        "io.k8s.metrics.pkg.apis.metrics.v1beta1.PodMetrics",
+        "metrics.k8s.io/pods",
+    )),
+];
+
+/// Every served resource: [`BUILTIN`] then [`AGGREGATED`].
+pub fn served() -> impl Iterator<Item = &'static ResourceDef> {
+    BUILTIN.iter().chain(AGGREGATED.iter())
+}
+
+/// The groups and versions of every served resource (discovery and APIServices).
+pub fn served_groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out = groups();
+    for r in AGGREGATED {
+        match out.iter_mut().find(|(g, _)| *g == r.group) {
+            Some((_, versions)) => {
+                if !versions.contains(&r.version) {
+                    versions.push(r.version);
+                }
+            }
+            None => out.push((r.group, vec![r.version])),
+        }
+    }
+    out
+}
+
 /// The resource served at `group/version` under `plural`.
 pub fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {
-    BUILTIN
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.plural == plural)
+    served().find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// The resource for a kind at `group/version`.
 pub fn by_kind(group: &str, version: &str, kind: &str) -> Option<&'static ResourceDef> {
-    BUILTIN
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.kind == kind)
+    served().find(|r| r.group == group && r.version == version && r.kind == kind)
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! `runtime` (skiff's own containerd: config, supervision, the namespaced client, image archive
 //! import), `machine` (capacity, nodeInfo, labels), `network` (pod namespaces, CNI plugins, hosts and
 //! resolv.conf), `oci` (the OCI runtime spec of a container, pure), `logs` (CRI log format and
-//! the log driver containerd's shim runs). Reaches the cluster only through a `kube::Client`;
+//! the log driver containerd's shim runs), `stats` (cgroup statistics, the kubelet's
+//! `/stats/summary`). Reaches the cluster only through a `kube::Client`;
 //! never touches the store, the API server's internals or controllers.
 
 pub mod hollow;
@@ -12,6 +13,7 @@ pub mod machine;
 pub mod network;
 pub mod oci;
 pub mod runtime;
+pub mod stats;
 
 use std::time::Duration;
 
