@@ -68,7 +68,7 @@ fn clean(path: &str) -> String {
         .join("/")
 }
 
-fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
     move |source| Error::Io {
         op,
         path: path.to_path_buf(),
