@@ -500,9 +500,13 @@ fn claim_volume(
         })?;
     let spec = pv.spec.as_ref();
     let path = if let Some(local) = spec.and_then(|s| s.local.as_ref()) {
-        // local-path provisioner volumes: the directory appears on first use.
+        // local-path provisioner volumes: the directory appears on first use, world-writable
+        // as the local-path provisioner makes it, so non-root containers can write.
         let path = PathBuf::from(&local.path);
-        host_path::check_type(&path, Some("DirectoryOrCreate"))?;
+        if create_volume_dir(&path)? {
+            tracing::debug!(path = %path.display(), "created local volume directory");
+        }
+        host_path::check_type(&path, Some("Directory"))?;
         path
     } else if let Some(host) = spec.and_then(|s| s.host_path.as_ref()) {
         let path = PathBuf::from(&host.path);

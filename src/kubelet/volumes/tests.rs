@@ -541,6 +541,11 @@ fn host_path_and_local_claims_use_the_host_directory() {
     assert_eq!(vols.volumes["data"].host_path, local);
     assert!(vols.volumes["data"].read_only);
     assert!(local.is_dir());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&local).unwrap().permissions().mode() & 0o777,
+        0o777
+    );
     fs::write(local.join("keep"), "x").unwrap();
     e.manager.teardown("uid-1").unwrap();
     assert!(local.join("keep").exists());
