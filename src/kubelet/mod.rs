@@ -4,7 +4,8 @@
 //! import), `machine` (capacity, nodeInfo, labels), `network` (pod namespaces, CNI plugins, hosts and
 //! resolv.conf), `oci` (the OCI runtime spec of a container, pure), `logs` (CRI log format and
 //! the log driver containerd's shim runs), `stats` (cgroup statistics, the kubelet's
-//! `/stats/summary`). Reaches the cluster only through a `kube::Client`;
+//! `/stats/summary`), `volumes` (emptyDir, hostPath, configMap, secret, downwardAPI, projected,
+//! local PVs, subPath; upstream's atomic writer). Reaches the cluster only through a `kube::Client`;
 //! never touches the store, the API server's internals or controllers.
 
 pub mod hollow;
@@ -14,6 +15,7 @@ pub mod network;
 pub mod oci;
 pub mod runtime;
 pub mod stats;
+pub mod volumes;
 
 use std::time::Duration;
 

@@ -29,6 +29,7 @@ pub use qos::{
     container_cgroup_path, container_resources, is_node_critical, milli_cpu_to_quota,
     milli_cpu_to_shares, oom_score_adj, pod_cgroup_parent, pod_resources, pod_totals, qos_class,
 };
+pub use quantity::quantity_value;
 pub use seccomp::runtime_default as runtime_default_seccomp;
 pub use security::{
     DEFAULT_CAPABILITIES, SeccompChoice, all_capabilities, capabilities, capability, seccomp_choice,

@@ -131,6 +131,11 @@ pub(crate) fn amount(list: Option<&BTreeMap<String, Quantity>>, name: &str) -> A
         .unwrap_or(Amount::ZERO)
 }
 
+/// A quantity in whole units, rounded up (`Quantity.Value`); `None` when unparsable.
+pub fn quantity_value(quantity: &Quantity) -> Option<i64> {
+    Amount::parse(&quantity.0).map(Amount::value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

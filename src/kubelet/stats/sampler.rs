@@ -52,7 +52,8 @@ mod tests {
         let t = Instant::now();
         let s10 = t + Duration::from_secs(10);
         let s20 = t + Duration::from_secs(20);
-        let cases: &[(&[(Instant, u64)], Option<u64>)] = &[
+        type Samples<'a> = &'a [(Instant, u64)];
+        let cases: &[(Samples<'_>, Option<u64>)] = &[
             (&[], None),
             (&[(t, 0)], None),
             // 5 s of CPU in 10 s = half a core.
