@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{LifecycleHandler, Pod};
 
 use super::action::{ProbeTarget, http_request};
-use super::{ExecError, ExecRunner, KUBE_VERSION};
+use super::{ExecRunner, KUBE_VERSION};
 
 /// Why a hook failed; `Display` is the event message upstream records.
 #[derive(Debug, thiserror::Error)]
@@ -77,9 +77,7 @@ pub async fn run_hook(
                 ),
                 &out.output,
             )),
-            Err(err @ (ExecError::TimedOut { .. } | ExecError::Runtime { .. })) => {
-                Err(failed(err.to_string(), &[]))
-            }
+            Err(err) => Err(failed(err.to_string(), &[])),
         };
     }
     if let Some(action) = &handler.http_get {

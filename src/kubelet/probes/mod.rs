@@ -71,7 +71,7 @@ pub(crate) fn go_duration(d: std::time::Duration) -> String {
     if millis == 0 {
         return "0s".to_string();
     }
-    if millis % 1000 != 0 && millis < 1000 {
+    if millis < 1000 {
         return format!("{millis}ms");
     }
     let secs = d.as_secs_f64();
