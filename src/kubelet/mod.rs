@@ -2,7 +2,8 @@
 //! kubelet's part for their pods without running anything; and the real kubelet's parts so far:
 //! `runtime` (skiff's own containerd: config, supervision, the namespaced client, image archive
 //! import), `machine` (capacity, nodeInfo, labels), `network` (pod namespaces, CNI plugins, hosts and
-//! resolv.conf), `oci` (the OCI runtime spec of a container, pure), `logs` (CRI log format and
+//! resolv.conf), `oci` (the OCI runtime spec of a container, pure), `probes` (probe handlers and
+//! workers, lifecycle hooks), `logs` (CRI log format and
 //! the log driver containerd's shim runs), `stats` (cgroup statistics, the kubelet's
 //! `/stats/summary`), `volumes` (emptyDir, hostPath, configMap, secret, downwardAPI, projected,
 //! local PVs, subPath; upstream's atomic writer). Reaches the cluster only through a `kube::Client`;
@@ -13,6 +14,7 @@ pub mod logs;
 pub mod machine;
 pub mod network;
 pub mod oci;
+pub mod probes;
 pub mod runtime;
 pub mod stats;
 pub mod volumes;
