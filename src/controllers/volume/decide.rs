@@ -361,3 +361,272 @@ pub fn unbound_claim_action<'a>(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn claim(spec: Value) -> PersistentVolumeClaim {
+        serde_json::from_value(json!({
+            "metadata": {"name": "c", "namespace": "ns", "uid": "u1", "resourceVersion": "7"},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn volume(name: &str, size: &str, extra: Value) -> PersistentVolume {
+        let mut v = json!({
+            "metadata": {"name": name},
+            "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"],
+                     "storageClassName": "manual", "hostPath": {"path": "/x"}},
+            "status": {"phase": "Available"},
+        });
+        json_patch::merge(&mut v, &extra);
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn class(mode: &str, provisioner: &str) -> StorageClass {
+        serde_json::from_value(json!({"metadata": {"name": "manual"},
+            "provisioner": provisioner, "reclaimPolicy": "Delete", "volumeBindingMode": mode}))
+        .unwrap()
+    }
+
+    fn wants(size: &str) -> PersistentVolumeClaim {
+        claim(
+            json!({"storageClassName": "manual", "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": size}}}),
+        )
+    }
+
+    #[test]
+    fn best_match_picks_the_smallest_fitting_free_volume() {
+        let pinned = json!({"spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": HOSTNAME_LABEL, "operator": "In", "values": ["n2"]}]}]}}}});
+        let cases: Vec<(&str, Vec<PersistentVolume>, Option<&str>)> = vec![
+            (
+                "smallest fit",
+                vec![
+                    volume("big", "10Gi", json!({})),
+                    volume("small", "2Gi", json!({})),
+                    volume("tiny", "1Mi", json!({})),
+                ],
+                Some("small"),
+            ),
+            (
+                "none large enough",
+                vec![volume("tiny", "1Mi", json!({}))],
+                None,
+            ),
+            (
+                "other class",
+                vec![volume(
+                    "a",
+                    "5Gi",
+                    json!({"spec": {"storageClassName": "fast"}}),
+                )],
+                None,
+            ),
+            (
+                "missing access mode",
+                vec![volume(
+                    "a",
+                    "5Gi",
+                    json!({"spec": {"accessModes": ["ReadOnlyMany"]}}),
+                )],
+                None,
+            ),
+            (
+                "block mode",
+                vec![volume("a", "5Gi", json!({"spec": {"volumeMode": "Block"}}))],
+                None,
+            ),
+            (
+                "released",
+                vec![volume("a", "5Gi", json!({"status": {"phase": "Released"}}))],
+                None,
+            ),
+            (
+                "reserved for another",
+                vec![volume(
+                    "a",
+                    "5Gi",
+                    json!({"spec": {"claimRef": {"namespace": "ns", "name": "other"}}}),
+                )],
+                None,
+            ),
+            (
+                "reserved for this one wins over smaller",
+                vec![
+                    volume("small", "2Gi", json!({})),
+                    volume(
+                        "mine",
+                        "9Gi",
+                        json!({"spec": {"claimRef": {"namespace": "ns", "name": "c", "uid": "u1"}}}),
+                    ),
+                ],
+                Some("mine"),
+            ),
+            (
+                "reserved for a previous claim of that name",
+                vec![volume(
+                    "a",
+                    "5Gi",
+                    json!({"spec": {"claimRef": {"namespace": "ns", "name": "c", "uid": "old"}}}),
+                )],
+                None,
+            ),
+            (
+                "node affinity to another node",
+                vec![volume("a", "5Gi", pinned.clone())],
+                None,
+            ),
+        ];
+        let labels: Labels = [(HOSTNAME_LABEL.to_string(), "n1".to_string())].into();
+        for (name, volumes, want) in cases {
+            let got = best_match(&wants("2Gi"), volumes.iter(), Some(("n1", &labels)));
+            assert_eq!(got.as_deref(), want, "{name}");
+        }
+        let selector = claim(
+            json!({"storageClassName": "manual", "accessModes": ["ReadWriteOnce"],
+            "selector": {"matchLabels": {"tier": "db"}}, "resources": {"requests": {"storage": "1Gi"}}}),
+        );
+        let vols = [
+            volume("plain", "1Gi", json!({})),
+            volume("db", "5Gi", json!({"metadata": {"labels": {"tier": "db"}}})),
+        ];
+        assert_eq!(
+            best_match(&selector, vols.iter(), None).as_deref(),
+            Some("db")
+        );
+    }
+
+    #[test]
+    fn unbound_claims_wait_bind_provision_or_fail() {
+        let labels = Labels::new();
+        let node = Some(("n1", &labels));
+        let free = [volume("pv", "5Gi", json!({}))];
+        let wffc = class("WaitForFirstConsumer", LOCAL_PATH_PROVISIONER);
+        let immediate = class("Immediate", "kubernetes.io/no-provisioner");
+        let cases: Vec<(
+            &str,
+            &[PersistentVolume],
+            Option<&StorageClass>,
+            Option<(&str, &Labels)>,
+            ClaimAction,
+        )> = vec![
+            (
+                "wffc without node waits",
+                &free,
+                Some(&wffc),
+                None,
+                ClaimAction::WaitForConsumer,
+            ),
+            (
+                "wffc with node binds a static volume",
+                &free,
+                Some(&wffc),
+                node,
+                ClaimAction::Bind("pv".into()),
+            ),
+            (
+                "wffc with node provisions",
+                &[],
+                Some(&wffc),
+                node,
+                ClaimAction::Provision { node: "n1".into() },
+            ),
+            (
+                "immediate binds",
+                &free,
+                Some(&immediate),
+                None,
+                ClaimAction::Bind("pv".into()),
+            ),
+            (
+                "immediate with another provisioner waits for it",
+                &[],
+                Some(&immediate),
+                None,
+                ClaimAction::External {
+                    provisioner: "kubernetes.io/no-provisioner".into(),
+                },
+            ),
+            (
+                "class missing",
+                &[],
+                None,
+                None,
+                ClaimAction::NoMatch("storageclass.storage.k8s.io \"manual\" not found".into()),
+            ),
+        ];
+        for (name, volumes, class, node, want) in cases {
+            assert_eq!(
+                unbound_claim_action(&wants("1Gi"), volumes.iter(), class, node),
+                want,
+                "{name}"
+            );
+        }
+        let classless = claim(
+            json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}),
+        );
+        assert_eq!(
+            unbound_claim_action(&classless, [].iter(), None, None),
+            ClaimAction::NoMatch(
+                "no persistent volumes available for this claim and no storage class is set".into()
+            )
+        );
+    }
+
+    #[test]
+    fn reclaim_follows_the_policy_and_who_provisioned() {
+        let ours =
+            json!({"metadata": {"annotations": {ANN_PROVISIONED_BY: LOCAL_PATH_PROVISIONER}}});
+        let cases = [
+            (json!({"spec": {"persistentVolumeReclaimPolicy": "Retain"}}), Reclaim::Keep),
+            (json!({"spec": {"persistentVolumeReclaimPolicy": "Delete"}, "metadata": ours["metadata"].clone()}), Reclaim::Delete),
+            (json!({"spec": {"persistentVolumeReclaimPolicy": "Delete"}}), Reclaim::Fail(
+                "error getting deleter volume plugin for volume \"pv\": no deletable volume plugin matched".into())),
+        ];
+        for (extra, want) in cases {
+            assert_eq!(
+                reclaim(&volume("pv", "1Gi", extra.clone())),
+                want,
+                "{extra}"
+            );
+        }
+    }
+
+    #[test]
+    fn provisioned_volume_is_pinned_to_the_node_and_reserved_for_the_claim() {
+        let c = claim(
+            json!({"storageClassName": "local-path", "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "2Gi"}}}),
+        );
+        let mut sc = class("WaitForFirstConsumer", LOCAL_PATH_PROVISIONER);
+        sc.metadata.name = Some("local-path".into());
+        let labels: Labels = [(HOSTNAME_LABEL.to_string(), "host-1".to_string())].into();
+        let pv = local_path_volume(&c, &sc, "node-1", &labels, "/data/storage/").unwrap();
+        let v = serde_json::to_value(&pv).unwrap();
+        assert_eq!(v["metadata"]["name"], "pvc-u1");
+        assert_eq!(
+            v["metadata"]["annotations"][ANN_PROVISIONED_BY],
+            LOCAL_PATH_PROVISIONER
+        );
+        assert_eq!(
+            v["spec"]["hostPath"],
+            json!({"path": "/data/storage/pvc-u1_ns_c", "type": "DirectoryOrCreate"})
+        );
+        assert_eq!(v["spec"]["capacity"], json!({"storage": "2Gi"}));
+        assert_eq!(v["spec"]["accessModes"], json!(["ReadWriteOnce"]));
+        assert_eq!(v["spec"]["persistentVolumeReclaimPolicy"], "Delete");
+        assert_eq!(v["spec"]["storageClassName"], "local-path");
+        assert_eq!(v["spec"]["claimRef"]["uid"], "u1");
+        assert_eq!(
+            v["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0],
+            json!({"key": HOSTNAME_LABEL, "operator": "In", "values": ["host-1"]})
+        );
+        assert!(volume_fits(&c, &pv, Some(("node-1", &labels))));
+        assert_eq!(best_match(&c, [pv].iter(), None).as_deref(), Some("pvc-u1"));
+    }
+}
