@@ -501,6 +501,14 @@ mod tests {
         );
     }
 
+    type Case<'a> = (
+        &'a str,
+        &'a [PersistentVolume],
+        Option<&'a StorageClass>,
+        Option<(&'a str, &'a Labels)>,
+        ClaimAction,
+    );
+
     #[test]
     fn unbound_claims_wait_bind_provision_or_fail() {
         let labels = Labels::new();
@@ -508,13 +516,7 @@ mod tests {
         let free = [volume("pv", "5Gi", json!({}))];
         let wffc = class("WaitForFirstConsumer", LOCAL_PATH_PROVISIONER);
         let immediate = class("Immediate", "kubernetes.io/no-provisioner");
-        let cases: Vec<(
-            &str,
-            &[PersistentVolume],
-            Option<&StorageClass>,
-            Option<(&str, &Labels)>,
-            ClaimAction,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "wffc without node waits",
                 &free,

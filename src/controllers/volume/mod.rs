@@ -54,13 +54,13 @@ pub enum Error {
         action: &'static str,
         namespace: String,
         name: String,
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error("failed to {action} persistentvolume {name}: {source}")]
     Volume {
         action: &'static str,
         name: String,
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 }
 
@@ -111,9 +111,16 @@ pub(crate) async fn run(
         nodes: informers.informer(),
     };
     let q = queue.clone();
-    caches
-        .claims
-        .on_change(move |c| q.add(claim_key(c.object())));
+    caches.claims.on_change(move |c| {
+        let claim = c.object();
+        q.add(claim_key(claim));
+        // A deleted (or rebound) claim releases its volume.
+        if let Some(v) = claim.spec.as_ref().and_then(|s| s.volume_name.as_ref())
+            && !v.is_empty()
+        {
+            q.add(Key::Volume(v.clone()));
+        }
+    });
     let q = queue.clone();
     caches.volumes.on_change(move |c| {
         let pv = c.object();
@@ -242,7 +249,7 @@ fn claim_err(claim: &PersistentVolumeClaim, action: &'static str, source: kube::
         action,
         namespace: claim.metadata.namespace.clone().unwrap_or_default(),
         name: claim.metadata.name.clone().unwrap_or_default(),
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -250,7 +257,7 @@ fn volume_err(pv: &PersistentVolume, action: &'static str, source: kube::Error) 
     Error::Volume {
         action,
         name: pv.metadata.name.clone().unwrap_or_default(),
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -590,7 +597,7 @@ async fn sync_volume(ctx: &Ctx, pv: &PersistentVolume) -> Result<(), Error> {
                     action: "get",
                     namespace: namespace.clone(),
                     name: name.clone(),
-                    source: e,
+                    source: Box::new(e),
                 })?
                 .filter(|c| c.metadata.uid.as_deref() == Some(want_uid.as_str()))
                 .map(Arc::new)
