@@ -1,12 +1,13 @@
 //! Objects every cluster has from its first second: the system namespaces, the `kubernetes`
-//! Service with its Endpoints and EndpointSlice pointing at this API server, and the default RBAC
-//! policy. Created through the
+//! Service with its Endpoints and EndpointSlice pointing at this API server, the default RBAC
+//! policy and the default `local-path` StorageClass. Created through the
 //! in-process client, so they pass the same validation and defaulting as any other write.
 
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
@@ -134,7 +135,34 @@ pub async fn ensure(
     ensure_rbac_policy(client).await?;
     ensure_priority_classes(client).await?;
     ensure_api_services(client).await?;
+    ensure_storage_class(client).await?;
     Ok(())
+}
+
+/// The default StorageClass k3s ships for its built-in local-path provisioner. Created only when
+/// missing, so a user's edits (or its deletion of the default annotation) are kept.
+pub fn local_path_storage_class() -> serde_json::Value {
+    json!({
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": "local-path",
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": crate::controllers::volume::decide::LOCAL_PATH_PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer",
+    })
+}
+
+async fn ensure_storage_class(client: &kube::Client) -> Result<(), BootstrapError> {
+    let classes: Api<StorageClass> = Api::all(client.clone());
+    create_if_missing(
+        &classes,
+        local_path_storage_class(),
+        "storageclass local-path",
+    )
+    .await
 }
 
 /// How often one default RBAC object is re-read and re-written when a concurrent write wins.

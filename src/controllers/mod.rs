@@ -4,7 +4,8 @@
 //! counterpart of upstream's metadata informer factory); the ClusterRole aggregation controller;
 //! and every typed controller (node lifecycle, pod GC, Deployment, ReplicaSet,
 //! ReplicationController, Job, CronJob, TTL-after-finished, endpoints, EndpointSlice,
-//! disruption, HPA, StatefulSet, DaemonSet), whose caches all come from the process's
+//! disruption, HPA, StatefulSet, DaemonSet, PersistentVolume binder with the local-path
+//! provisioner), whose caches all come from the process's
 //! [`SharedInformers`]: one watch and one cache per resource type, never one per controller.
 //! They reach the cluster only through a `kube::Client`; they never touch the store and never
 //! exit the process (errors are returned to the composition root).
@@ -34,6 +35,7 @@ pub mod root_ca;
 pub mod service_account;
 pub mod statefulset;
 pub mod ttl_after_finished;
+pub mod volume;
 
 use std::time::Duration;
 
@@ -70,6 +72,7 @@ pub use root_ca::RootCaPublisherConfig;
 pub use service_account::ServiceAccountControllerConfig;
 pub use statefulset::StatefulSetConfig;
 pub use ttl_after_finished::TtlAfterFinishedConfig;
+pub use volume::VolumeControllerConfig;
 
 /// Errors of the controllers' composition (each controller has its own error type as well).
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +117,8 @@ pub enum Error {
     StatefulSet(#[from] statefulset::Error),
     #[error("daemonset controller: {0}")]
     DaemonSet(#[from] daemonset::Error),
+    #[error("persistentvolume controller: {0}")]
+    Volume(#[from] volume::Error),
     #[error("controller task {name} panicked or was aborted: {source}")]
     Task {
         name: &'static str,
@@ -139,6 +144,7 @@ pub struct Config {
     pub job: JobControllerConfig,
     pub cronjob: CronJobControllerConfig,
     pub ttl_after_finished: TtlAfterFinishedConfig,
+    pub volume: VolumeControllerConfig,
     pub endpoints: EndpointsControllerConfig,
     pub endpointslice: EndpointSliceControllerConfig,
     pub disruption: DisruptionControllerConfig,
@@ -348,6 +354,15 @@ pub async fn run(
         cronjob::run(
             ReadWrite::new(&clients, "cronjob-controller"),
             config.cronjob,
+            informers.clone(),
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "persistentvolume-binder",
+        volume::run(
+            clients.controller("persistent-volume-binder"),
+            config.volume,
             informers.clone(),
             shutdown.clone(),
         ),

@@ -10,6 +10,7 @@
 //! never touches the store, the API server's internals or controllers.
 
 pub mod hollow;
+pub mod local_path;
 pub mod logs;
 pub mod machine;
 pub mod network;

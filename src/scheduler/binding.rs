@@ -33,6 +33,11 @@ impl Writer {
         }
     }
 
+    /// The client the scheduler writes with.
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
     /// `POST pods/<name>/binding`.
     pub async fn bind(&self, pod: &PodInfo, node: &str) -> Result<(), kube::Error> {
         let body = json!({

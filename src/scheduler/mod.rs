@@ -8,6 +8,7 @@ pub mod preemption;
 pub mod queue;
 pub mod resources;
 pub mod snapshot;
+pub mod volume_binding;
 
 mod binding;
 pub mod cache;
@@ -73,7 +74,16 @@ pub fn identity() -> UserIdentity {
 /// What a finished binding task reports back to the loop.
 struct BindOutcome {
     uid: String,
-    result: Result<(), kube::Error>,
+    result: Result<(), BindError>,
+}
+
+/// Why a pod could not be bound to the node chosen for it.
+#[derive(Debug, thiserror::Error)]
+enum BindError {
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    #[error(transparent)]
+    Volumes(#[from] volume_binding::Error),
 }
 
 /// The scheduling loop's state: cache, queue and the writer for its effects.
@@ -107,9 +117,24 @@ impl Scheduler {
                 let writer = self.writer.clone();
                 let binds = self.binds.clone();
                 let outcomes = self.outcomes.clone();
+                let claims = volume_binding::claims_to_provision(&pod, &self.cache.snap);
                 tokio::spawn(async move {
                     let _permit = binds.acquire_owned().await;
-                    let result = writer.bind(&pod, &placement.node).await;
+                    let result = async {
+                        if !claims.is_empty() {
+                            volume_binding::pre_bind(
+                                writer.client(),
+                                &pod.namespace,
+                                &claims,
+                                &placement.node,
+                                volume_binding::BIND_TIMEOUT,
+                            )
+                            .await?;
+                        }
+                        writer.bind(&pod, &placement.node).await?;
+                        Ok::<(), BindError>(())
+                    }
+                    .await;
                     let ok = result.is_ok();
                     let _ = outcomes.send(BindOutcome {
                         uid: pod.uid.clone(),
@@ -164,7 +189,7 @@ impl Scheduler {
             Err(e) => {
                 tracing::info!(uid = %outcome.uid, error = %e, "binding failed; retrying");
                 self.cache.forget(&outcome.uid);
-                let gone = matches!(&e, kube::Error::Api(s) if s.code == 404);
+                let gone = matches!(&e, BindError::Api(kube::Error::Api(s)) if s.code == 404);
                 if gone {
                     self.queue.remove(&outcome.uid);
                 } else {

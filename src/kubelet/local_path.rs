@@ -1,0 +1,394 @@
+//! The node's half of the local-path provisioner: creates a local-path volume's directory
+//! (mode 0777, as rancher's provisioner) before a pod using it starts, and removes directories
+//! whose PersistentVolume had reclaim policy `Delete` once that volume is gone. Touches only
+//! directories directly under its storage root; never deletes a directory it has no `Delete`
+//! record for (volumes with `Retain` keep their data, as upstream).
+//!
+//! The reclaim policy is recorded at creation time in `<root>/.reclaim/<pv-name>` so that a
+//! restarted node still knows, after the PersistentVolume is gone, whether its data may go.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::PersistentVolume;
+use kube::Api;
+use tokio::sync::watch;
+
+/// The annotation a provisioned volume carries (see `controllers::volume::decide`).
+const ANN_PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
+const LOCAL_PATH_PROVISIONER: &str = "rancher.io/local-path";
+/// Where reclaim policies are recorded, under the root (hidden: not a volume directory).
+const RECORDS: &str = ".reclaim";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("volume {volume} path {path} is not a directory directly under {root}")]
+    OutsideRoot {
+        volume: String,
+        path: String,
+        root: PathBuf,
+    },
+    #[error("failed to list persistentvolumes: {0}")]
+    List(#[source] kube::Error),
+}
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// True for a volume made by the local-path provisioner.
+pub fn is_local_path(pv: &PersistentVolume) -> bool {
+    pv.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANN_PROVISIONED_BY))
+        .is_some_and(|p| p == LOCAL_PATH_PROVISIONER)
+}
+
+/// The volume's directory name when it is a local-path volume whose hostPath lies directly
+/// under `root`.
+pub fn dir_name(root: &Path, pv: &PersistentVolume) -> Result<Option<String>, Error> {
+    if !is_local_path(pv) {
+        return Ok(None);
+    }
+    let Some(path) = pv
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_path.as_ref())
+        .map(|h| h.path.clone())
+    else {
+        return Ok(None);
+    };
+    let outside = || Error::OutsideRoot {
+        volume: pv.metadata.name.clone().unwrap_or_default(),
+        path: path.clone(),
+        root: root.to_path_buf(),
+    };
+    let p = Path::new(&path);
+    let name = p
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| !n.starts_with('.'))
+        .ok_or_else(outside)?;
+    if p.parent() != Some(root) {
+        return Err(outside());
+    }
+    Ok(Some(name.to_string()))
+}
+
+/// The node's storage root for local-path volumes.
+#[derive(Debug, Clone)]
+pub struct LocalPath {
+    root: PathBuf,
+}
+
+impl LocalPath {
+    /// `root` is `<data-dir>/storage`; the kubelet announces it in the Node annotation
+    /// `skiff.io/local-path-root`.
+    pub fn new(root: impl Into<PathBuf>) -> LocalPath {
+        LocalPath { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates the directory of `pv` (mode 0777) if it is a local-path volume and records its
+    /// reclaim policy; returns the directory, or `None` for other volumes. Call before a pod
+    /// that uses the volume starts.
+    pub fn prepare(&self, pv: &PersistentVolume) -> Result<Option<PathBuf>, Error> {
+        let Some(name) = dir_name(&self.root, pv)? else {
+            return Ok(None);
+        };
+        let dir = self.root.join(&name);
+        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+            .map_err(io("chmod", &dir))?;
+        self.record(pv)?;
+        Ok(Some(dir))
+    }
+
+    /// Writes the volume's current reclaim policy to its record.
+    fn record(&self, pv: &PersistentVolume) -> Result<(), Error> {
+        let Some(pv_name) = pv.metadata.name.as_deref().filter(|n| is_plain_name(n)) else {
+            return Ok(());
+        };
+        let records = self.root.join(RECORDS);
+        std::fs::create_dir_all(&records).map_err(io("create", &records))?;
+        let file = records.join(pv_name);
+        let policy = reclaim_policy(pv);
+        if std::fs::read_to_string(&file).ok().as_deref() == Some(policy) {
+            return Ok(());
+        }
+        std::fs::write(&file, policy).map_err(io("write", &file))
+    }
+
+    /// The volume directories under the root and the recorded policy per volume name.
+    fn scan(&self) -> Result<(Vec<String>, BTreeMap<String, String>), Error> {
+        let mut dirs = Vec::new();
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((dirs, BTreeMap::new()));
+            }
+            Err(e) => return Err(io("list", &self.root)(e)),
+        };
+        for entry in entries.flatten() {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if !name.starts_with('.') && entry.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(name);
+            }
+        }
+        let mut records = BTreeMap::new();
+        let dir = self.root.join(RECORDS);
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let Ok(name) = entry.file_name().into_string() else {
+                    continue;
+                };
+                if let Ok(policy) = std::fs::read_to_string(entry.path()) {
+                    records.insert(name, policy.trim().to_string());
+                }
+            }
+        }
+        dirs.sort();
+        Ok((dirs, records))
+    }
+
+    /// One cleanup pass against `volumes`, the complete current list of PersistentVolumes:
+    /// refreshes the records of existing local-path volumes and removes the directories (and
+    /// records) of `Delete` volumes that no longer exist. Returns the removed directories.
+    pub fn cleanup(&self, volumes: &[PersistentVolume]) -> Result<Vec<PathBuf>, Error> {
+        for pv in volumes {
+            if let Ok(Some(name)) = dir_name(&self.root, pv)
+                && self.root.join(name).is_dir()
+            {
+                self.record(pv)?;
+            }
+        }
+        let (dirs, records) = self.scan()?;
+        let existing: BTreeSet<String> = volumes
+            .iter()
+            .filter_map(|pv| pv.metadata.name.clone())
+            .collect();
+        let plan = plan_cleanup(&dirs, &records, &existing);
+        let mut removed = Vec::new();
+        for (dir, pv_name) in plan.remove {
+            let path = self.root.join(&dir);
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io("remove", &path)(e)),
+            }
+            let record = self.root.join(RECORDS).join(&pv_name);
+            let _ = std::fs::remove_file(&record);
+            removed.push(path);
+        }
+        for pv_name in plan.forget {
+            let _ = std::fs::remove_file(self.root.join(RECORDS).join(pv_name));
+        }
+        Ok(removed)
+    }
+}
+
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && !name.contains('/')
+}
+
+fn reclaim_policy(pv: &PersistentVolume) -> &str {
+    pv.spec
+        .as_ref()
+        .and_then(|s| s.persistent_volume_reclaim_policy.as_deref())
+        .unwrap_or("Retain")
+}
+
+/// What one cleanup pass does.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CleanupPlan {
+    /// `(directory, volume name)` pairs to delete.
+    pub remove: Vec<(String, String)>,
+    /// Records of volumes that are gone and whose directory is gone too.
+    pub forget: Vec<String>,
+}
+
+/// Pure: which directories go. A directory `<pv>_<ns>_<claim>` is removed when no volume named
+/// `<pv>` exists and its record says `Delete`; directories without a record, or of `Retain`
+/// volumes, stay.
+pub fn plan_cleanup(
+    dirs: &[String],
+    records: &BTreeMap<String, String>,
+    existing: &BTreeSet<String>,
+) -> CleanupPlan {
+    let mut plan = CleanupPlan::default();
+    let mut with_dir = BTreeSet::new();
+    for dir in dirs {
+        let pv_name = dir.split('_').next().unwrap_or(dir).to_string();
+        with_dir.insert(pv_name.clone());
+        if existing.contains(&pv_name) {
+            continue;
+        }
+        if records.get(&pv_name).is_some_and(|p| p == "Delete") {
+            plan.remove.push((dir.clone(), pv_name));
+        }
+    }
+    for (pv_name, policy) in records {
+        if !existing.contains(pv_name) && !with_dir.contains(pv_name) && policy == "Delete" {
+            plan.forget.push(pv_name.clone());
+        }
+    }
+    plan
+}
+
+/// Lists every PersistentVolume; the seam the cleanup loop reads through. The Node authorizer
+/// lets a node only `get` volumes of its own pods, so the kubelet's wiring must hand in a
+/// lister that may list cluster-wide (in-process: the agent's privileged client).
+pub trait VolumeLister: Send + Sync {
+    fn list(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Vec<PersistentVolume>, Error>> + Send;
+}
+
+impl VolumeLister for kube::Client {
+    async fn list(&self) -> Result<Vec<PersistentVolume>, Error> {
+        let api: Api<PersistentVolume> = Api::all(self.clone());
+        api.list(&kube::api::ListParams::default())
+            .await
+            .map(|l| l.items)
+            .map_err(Error::List)
+    }
+}
+
+/// Runs a cleanup pass every `interval` until `shutdown` turns true. A failed list skips the
+/// pass (nothing is deleted on partial knowledge).
+pub async fn run_cleanup<L: VolumeLister>(
+    local: LocalPath,
+    lister: L,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let volumes = match lister.list().await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!(error = %e, "local-path cleanup skipped");
+                continue;
+            }
+        };
+        let local = local.clone();
+        match tokio::task::spawn_blocking(move || local.cleanup(&volumes)).await {
+            Ok(Ok(removed)) => {
+                for path in removed {
+                    tracing::info!(path = %path.display(), "removed local-path volume data");
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "local-path cleanup failed"),
+            Err(e) => tracing::warn!(error = %e, "local-path cleanup task failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pv(name: &str, path: &str, policy: &str) -> PersistentVolume {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "annotations": {ANN_PROVISIONED_BY: LOCAL_PATH_PROVISIONER}},
+            "spec": {"hostPath": {"path": path, "type": "DirectoryOrCreate"},
+                     "persistentVolumeReclaimPolicy": policy}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn dir_name_accepts_only_direct_children_of_the_root() {
+        let root = Path::new("/data/storage");
+        let cases = [
+            ("/data/storage/pvc-1_default_c", Some("pvc-1_default_c")),
+            ("/data/storage/sub/pvc-1", None),
+            ("/elsewhere/pvc-1", None),
+            ("/data/storage/.reclaim", None),
+        ];
+        for (path, want) in cases {
+            let got = dir_name(root, &pv("pvc-1", path, "Delete"));
+            match want {
+                Some(w) => assert_eq!(got.unwrap().as_deref(), Some(w), "{path}"),
+                None => assert!(got.is_err(), "{path}"),
+            }
+        }
+        let mut other = pv("x", "/data/storage/x", "Delete");
+        other.metadata.annotations = None;
+        assert_eq!(dir_name(root, &other).unwrap(), None);
+    }
+
+    #[test]
+    fn cleanup_plan_removes_only_gone_delete_volumes() {
+        let dirs = vec![
+            "pvc-a_ns_c1".to_string(),
+            "pvc-b_ns_c2".to_string(),
+            "pvc-c_ns_c3".to_string(),
+            "pvc-d_ns_c4".to_string(),
+        ];
+        let records: BTreeMap<String, String> = [
+            ("pvc-a", "Delete"),
+            ("pvc-b", "Retain"),
+            ("pvc-c", "Delete"),
+            ("pvc-z", "Delete"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let existing: BTreeSet<String> = ["pvc-c".to_string()].into();
+        let plan = plan_cleanup(&dirs, &records, &existing);
+        assert_eq!(
+            plan,
+            CleanupPlan {
+                remove: vec![("pvc-a_ns_c1".into(), "pvc-a".into())],
+                forget: vec!["pvc-z".into()],
+            }
+        );
+    }
+
+    #[test]
+    fn prepare_then_cleanup_deletes_data_of_deleted_volumes_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("storage");
+        let local = LocalPath::new(&root);
+        let del = pv("pvc-1", &format!("{}/pvc-1_ns_a", root.display()), "Delete");
+        let keep = pv("pvc-2", &format!("{}/pvc-2_ns_b", root.display()), "Retain");
+        let d1 = local.prepare(&del).unwrap().unwrap();
+        let d2 = local.prepare(&keep).unwrap().unwrap();
+        let mode = std::fs::metadata(&d1).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o777);
+        std::fs::write(d1.join("f"), "x").unwrap();
+        assert!(
+            local
+                .cleanup(&[del.clone(), keep.clone()])
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(local.cleanup(&[]).unwrap(), vec![d1.clone()]);
+        assert!(!d1.exists());
+        assert!(d2.exists());
+    }
+}
