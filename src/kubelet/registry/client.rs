@@ -231,10 +231,10 @@ impl Puller {
                 }
             }
         }
-        if errors.len() == 1 {
-            if let Some(e) = errors.pop() {
-                return Err(e);
-            }
+        if errors.len() == 1
+            && let Some(e) = errors.pop()
+        {
+            return Err(e);
         }
         Err(PullError::Endpoints {
             reference: reference.to_string(),
@@ -422,13 +422,13 @@ impl Session {
             other => other?,
         };
         let digest = sha256_digest(&body);
-        if let Some(want) = &reference.digest {
-            if *want != digest {
-                return Err(PullError::DigestMismatch {
-                    expected: want.clone(),
-                    actual: digest,
-                });
-            }
+        if let Some(want) = &reference.digest
+            && *want != digest
+        {
+            return Err(PullError::DigestMismatch {
+                expected: want.clone(),
+                actual: digest,
+            });
         }
         let desc = Descriptor {
             media_type,

@@ -156,15 +156,15 @@ impl RegistriesConfig {
                 });
             }
         }
-        if !out.iter().any(|e| e.base == default) {
-            if let Some((base, host)) = split_endpoint(&default) {
-                out.push(Endpoint {
-                    base,
-                    host,
-                    repository: repository.to_string(),
-                    is_default: true,
-                });
-            }
+        if !out.iter().any(|e| e.base == default)
+            && let Some((base, host)) = split_endpoint(&default)
+        {
+            out.push(Endpoint {
+                base,
+                host,
+                repository: repository.to_string(),
+                is_default: true,
+            });
         }
         // The default endpoint gets the original name, not the rewritten one.
         for e in &mut out {
@@ -260,7 +260,9 @@ configs:
       auth: Ym9iOnB3
 "#;
 
-    fn bases(eps: &[Endpoint]) -> Vec<(&str, &str, bool)> {
+    type Row<'a> = (&'a str, &'a str, bool);
+
+    fn bases(eps: &[Endpoint]) -> Vec<Row<'_>> {
         eps.iter()
             .map(|e| (e.base.as_str(), e.repository.as_str(), e.is_default))
             .collect()
@@ -307,7 +309,7 @@ configs:
     #[test]
     fn endpoints_in_order_with_default_last_and_rewrites_on_mirrors_only() {
         let c = RegistriesConfig::parse(YAML).unwrap();
-        let cases: &[(&str, &str, Vec<(&str, &str, bool)>)] = &[
+        let cases: &[(&str, &str, Vec<Row>)] = &[
             (
                 "docker.io",
                 "rancher/pause",
