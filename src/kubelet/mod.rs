@@ -19,6 +19,7 @@ pub mod probes;
 pub mod runtime;
 pub mod stats;
 pub mod volumes;
+pub mod registry;
 
 use std::time::Duration;
 
