@@ -10,6 +10,7 @@ pub mod logs;
 pub mod machine;
 pub mod network;
 pub mod oci;
+pub mod server;
 
 use std::time::Duration;
 
