@@ -9,6 +9,7 @@ pub mod ipam;
 pub mod node;
 pub mod pod_status;
 mod pods;
+pub mod streaming;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
