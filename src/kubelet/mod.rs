@@ -3,7 +3,9 @@
 //! `runtime` (skiff's own containerd: config, supervision, the namespaced client, image archive
 //! import), `machine` (capacity, nodeInfo, labels), `network` (pod namespaces, CNI plugins, hosts and
 //! resolv.conf), `oci` (the OCI runtime spec of a container, pure), `probes` (probe handlers and
-//! workers, lifecycle hooks), `logs` (CRI log format and
+//! workers, lifecycle hooks), `registry` (image pulls from registries), `server` (the kubelet
+//! API's streaming protocols: SPDY/3.1 and websocket channels; not served yet), `local_path`
+//! (local-path volume directories), `logs` (CRI log format and
 //! the log driver containerd's shim runs), `stats` (cgroup statistics, the kubelet's
 //! `/stats/summary`), `volumes` (emptyDir, hostPath, configMap, secret, downwardAPI, projected,
 //! local PVs, subPath; upstream's atomic writer). Reaches the cluster only through a `kube::Client`;
@@ -16,10 +18,11 @@ pub mod machine;
 pub mod network;
 pub mod oci;
 pub mod probes;
+pub mod registry;
 pub mod runtime;
+pub mod server;
 pub mod stats;
 pub mod volumes;
-pub mod registry;
 
 use std::time::Duration;
 

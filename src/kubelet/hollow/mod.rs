@@ -10,6 +10,7 @@ pub mod node;
 pub mod pod_status;
 mod pods;
 pub mod stats;
+pub mod streaming;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;

@@ -1,0 +1,158 @@
+//! One exec or attach session over a negotiated WebSocket channel protocol: inbound stdin,
+//! resize and close messages feed the backend's pipes; its stdout and stderr flow back as
+//! channel messages; the outcome goes out on the error channel before the socket closes.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket};
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use super::backend::{Input, Output, PodRef, Session, StreamingBackend};
+use super::channel::{
+    ChannelFrame, ChannelProtocol, ERROR, ExecOutcome, RESIZE, STDERR, STDIN, STDOUT, WsMessage,
+    error_payload, parse_resize,
+};
+use super::query::StreamQuery;
+
+/// Bytes buffered in each direction of a pipe before the writer waits.
+const PIPE: usize = 64 * 1024;
+
+/// Which backend call a session runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    Exec,
+    Attach,
+}
+
+pub(super) async fn serve_session(
+    socket: WebSocket,
+    protocol: ChannelProtocol,
+    backend: Arc<dyn StreamingBackend>,
+    kind: SessionKind,
+    pod: PodRef,
+    container: String,
+    query: StreamQuery,
+) {
+    let (mut sink, mut inbound) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<WsMessage>(16);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = rx.recv().await {
+            let message = match message {
+                WsMessage::Binary(bytes) => Message::Binary(bytes.into()),
+                WsMessage::Text(text) => Message::Text(text.into()),
+            };
+            if sink.send(message).await.is_err() {
+                return;
+            }
+        }
+        let _closed = sink.close().await;
+    });
+
+    let (mut stdin_writer, stdin) = if query.stdin {
+        let (writer, reader) = tokio::io::duplex(PIPE);
+        (Some(writer), Some(Box::new(reader) as Input))
+    } else {
+        (None, None)
+    };
+    let mut pumps = Vec::new();
+    let mut output = |wanted: bool, channel: u8| {
+        wanted.then(|| {
+            let (writer, reader) = tokio::io::duplex(PIPE);
+            pumps.push(tokio::spawn(pump(reader, channel, protocol, tx.clone())));
+            Box::new(writer) as Output
+        })
+    };
+    let stdout = output(query.stdout, STDOUT);
+    let stderr = output(query.stderr, STDERR);
+    let (resize_tx, resize) = if query.tty {
+        let (tx, rx) = mpsc::channel(4);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(message)) = inbound.next().await {
+            let message = match message {
+                Message::Binary(bytes) => WsMessage::Binary(bytes.to_vec()),
+                Message::Text(text) => WsMessage::Text(text.as_str().to_owned()),
+                Message::Close(_) => break,
+                Message::Ping(_) | Message::Pong(_) => continue,
+            };
+            match protocol.decode(&message) {
+                Ok(ChannelFrame::Data {
+                    channel: STDIN,
+                    data,
+                }) => {
+                    if let Some(stdin) = stdin_writer.as_mut()
+                        && stdin.write_all(&data).await.is_err()
+                    {
+                        stdin_writer = None;
+                    }
+                }
+                Ok(ChannelFrame::Data {
+                    channel: RESIZE,
+                    data,
+                }) => match (resize_tx.as_ref(), parse_resize(&data)) {
+                    (Some(resize), Ok(size)) => {
+                        let _dropped_if_full = resize.try_send(size);
+                    }
+                    (_, Err(error)) => debug!(%error, "ignoring resize message"),
+                    (None, Ok(_)) => {}
+                },
+                Ok(ChannelFrame::Close { channel: STDIN }) => stdin_writer = None,
+                Ok(_) => {}
+                Err(error) => debug!(%error, "ignoring websocket message"),
+            }
+        }
+    });
+
+    let session = Session {
+        pod,
+        container,
+        tty: query.tty,
+        stdin,
+        stdout,
+        stderr,
+        resize,
+    };
+    let result = match kind {
+        SessionKind::Exec => backend.exec(session, query.command.clone()).await,
+        SessionKind::Attach => backend.attach(session).await,
+    };
+    // The backend has dropped its pipe ends, so the pumps drain and finish.
+    for pump in pumps {
+        let _finished = pump.await;
+    }
+    let outcome = result.unwrap_or_else(|error| ExecOutcome::Failed {
+        message: error.to_string(),
+    });
+    if let Some(payload) = error_payload(protocol.structured_errors(), &query.command, &outcome) {
+        let _sent = tx.send(protocol.encode(ERROR, &payload)).await;
+    }
+    drop(tx);
+    reader.abort();
+    let _finished = writer.await;
+}
+
+async fn pump(
+    mut reader: DuplexStream,
+    channel: u8,
+    protocol: ChannelProtocol,
+    tx: mpsc::Sender<WsMessage>,
+) {
+    let mut buf = vec![0u8; PIPE];
+    loop {
+        let n = match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let Some(chunk) = buf.get(..n) else { return };
+        if tx.send(protocol.encode(channel, chunk)).await.is_err() {
+            return;
+        }
+    }
+}
