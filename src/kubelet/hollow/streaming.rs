@@ -193,7 +193,9 @@ mod tests {
 
     #[tokio::test]
     async fn simulated_commands_behave_like_their_real_namesakes() {
-        let cases: [(&[&str], &[u8], i32, &[u8]); 5] = [
+        // (command, stdin, exit code, stdout)
+        type Case<'a> = (&'a [&'a str], &'a [u8], i32, &'a [u8]);
+        let cases: [Case<'_>; 5] = [
             (&["echo", "hello", "world"], b"", 0, b"hello world\n"),
             (&["cat"], b"piped", 0, b"piped"),
             (&["sh", "-c", "exit 3"], b"", 3, b""),
