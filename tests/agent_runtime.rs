@@ -227,7 +227,15 @@ async fn exercise(runtime: &Runtime, data: &Path, cgroup_parent: &str) {
     // run `echo hi` in a container
     let id = ECHO_ID;
     let snap = format!("{id}-rootfs");
+    // Under a lease, as containerd's own clients do: an unreferenced snapshot is fair game for
+    // containerd's garbage collector until the container record points at it.
+    let lease = format!("{id}-create");
     client
+        .create_lease(&lease, Duration::from_secs(300))
+        .await
+        .unwrap();
+    let leased = client.with_lease(&lease).unwrap();
+    leased
         .prepare_snapshot(&snap, &image.chain_id, HashMap::new())
         .await
         .unwrap();
@@ -239,10 +247,11 @@ async fn exercise(runtime: &Runtime, data: &Path, cgroup_parent: &str) {
         labels: labels.clone(),
     };
     let cgroup = format!("{cgroup_parent}/{id}");
-    client
+    leased
         .create_container(&create, &spec(&cgroup, &["echo", "hi"]))
         .await
         .unwrap();
+    client.delete_lease(&lease).await.unwrap();
     assert_eq!(client.list_containers(&labels).await.unwrap().len(), 1);
     let other = BTreeMap::from([("io.kubernetes.pod.uid".to_string(), "u2".to_string())]);
     assert!(client.list_containers(&other).await.unwrap().is_empty());

@@ -143,6 +143,23 @@ async fn streaming_list_sends_initial_events_then_a_marked_bookmark() {
 async fn watch_honours_timeout_and_resumes_from_a_resource_version() {
     let s = TestServer::start();
     let c = client(&s).await;
+    // The root-CA publisher writes `kube-root-ca.crt` into `default` once the controllers hold
+    // their lease; wait for it so the only ConfigMaps written below are the test's own.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while req(
+        &c,
+        Method::GET,
+        &format!("{CMS}/kube-root-ca.crt"),
+        &[],
+        Value::Null,
+    )
+    .await
+    .code
+        != 200
+    {
+        assert!(std::time::Instant::now() < deadline, "no kube-root-ca.crt");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let first = make_cm(&c, "a").await;
     let rv = first["metadata"]["resourceVersion"]
         .as_str()

@@ -45,6 +45,24 @@ async fn cluster() -> Cluster {
     ]);
     let server = start(&w.args).await.unwrap();
     let client = skiff::client::in_process(server.api.router(), skiff::client::admin());
+    // The controllers run once they hold their Lease: act only after that, as on a cluster
+    // whose controller manager is up.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), "kube-system");
+    eventually("the controllers hold their lease", || {
+        let leases = leases.clone();
+        async move {
+            leases
+                .get_opt("kube-controller-manager")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|l| l.spec)
+                .and_then(|s| s.holder_identity)
+                .is_some_and(|h| !h.is_empty())
+        }
+    })
+    .await;
     Cluster {
         server,
         client,
