@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::archive::{self, ArchiveError, ArchiveImage, BlobSink, Descriptor, Platform};
 use super::client::{ClientError, RuntimeClient, WRITE_CHUNK};
-use super::reference;
+use crate::kubelet::registry::reference::{Reference, ReferenceError};
 
 /// Labels k3s and the CRI plugin put on images skiff imports: pinned images are never
 /// garbage-collected by the kubelet's image GC.
@@ -422,7 +422,7 @@ async fn store_image(
 
     let mut names: Vec<String> = Vec::new();
     for raw in &image.names {
-        match reference::normalize_name(raw) {
+        match normalize(raw).map(|r| r.to_string()) {
             Ok(n) if !names.contains(&n) => names.push(n),
             Ok(_) => {}
             Err(e) => warn!(archive = %path.display(), error = %e, "skipping invalid image name"),
@@ -540,7 +540,11 @@ pub async fn images_for_node_status(
         let mut repo_digests = Vec::new();
         let mut tags = Vec::new();
         for name in names {
-            match reference::normalize(&name) {
+            // Bare config digests are image IDs, not names.
+            if name.starts_with("sha256:") {
+                continue;
+            }
+            match normalize(&name) {
                 Ok(r) if r.digest.is_none() => {
                     let rd = format!("{}@{digest}", r.repository());
                     if !repo_digests.contains(&rd) {
@@ -549,7 +553,7 @@ pub async fn images_for_node_status(
                     tags.push(r.to_string());
                 }
                 Ok(r) => repo_digests.push(r.to_string()),
-                Err(_) => {} // bare config digests are IDs, not names
+                Err(_) => {}
             }
         }
         repo_digests.append(&mut tags);
@@ -613,6 +617,12 @@ async fn image_size(client: &RuntimeClient, target: &ProtoDescriptor) -> Result<
             depth: 8,
         },
     })
+}
+
+/// An image name as containerd records it: normalised, with `:latest` when neither tag nor
+/// digest is given (one parser for the whole node: the registry client's).
+fn normalize(raw: &str) -> Result<Reference, ReferenceError> {
+    Reference::parse_normalized(raw.trim()).map(Reference::with_default_tag)
 }
 
 #[cfg(test)]

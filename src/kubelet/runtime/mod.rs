@@ -10,7 +10,6 @@
 //!   adopted by its socket (as k3s does), so killing skiff never touches running containers.
 //! - [`client`]: [`RuntimeClient`], every call in the `k8s.io` namespace, reconnecting lazily when
 //!   containerd restarts.
-//! - [`reference`]: image name normalisation (`busybox` -> `docker.io/library/busybox:latest`).
 //! - [`archive`] and [`import`]: reading OCI-layout and docker-archive tarballs (plain, gzip,
 //!   zstd) and turning them into pinned, unpacked containerd images.
 
@@ -18,7 +17,6 @@ pub mod archive;
 pub mod client;
 pub mod config;
 pub mod import;
-pub mod reference;
 pub mod supervisor;
 mod tasks;
 
