@@ -132,21 +132,13 @@ pub fn lookup_config_map(
     name: &str,
     optional: bool,
 ) -> Result<Option<std::sync::Arc<ConfigMap>>, Error> {
-    let found = sources
-        .config_map(namespace, name)
-        .map_err(|source| Error::Lookup {
-            kind: "configmap",
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            source,
-        })?;
-    match found {
-        None if !optional => Err(Error::NotFound {
-            kind: "configmap",
-            name: name.to_owned(),
-        }),
-        found => Ok(found),
-    }
+    required(
+        sources.config_map(namespace, name),
+        "configmap",
+        namespace,
+        name,
+        optional,
+    )
 }
 
 /// Looks up a Secret; absent and not optional is upstream's `secret "name" not found`.
@@ -156,17 +148,32 @@ pub fn lookup_secret(
     name: &str,
     optional: bool,
 ) -> Result<Option<std::sync::Arc<Secret>>, Error> {
-    let found = sources
-        .secret(namespace, name)
-        .map_err(|source| Error::Lookup {
-            kind: "secret",
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            source,
-        })?;
+    required(
+        sources.secret(namespace, name),
+        "secret",
+        namespace,
+        name,
+        optional,
+    )
+}
+
+/// A source lookup's answer, with a missing non-optional object as upstream's not-found error.
+fn required<T>(
+    found: Result<Option<T>, super::SourceError>,
+    kind: &'static str,
+    namespace: &str,
+    name: &str,
+    optional: bool,
+) -> Result<Option<T>, Error> {
+    let found = found.map_err(|source| Error::Lookup {
+        kind,
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        source,
+    })?;
     match found {
         None if !optional => Err(Error::NotFound {
-            kind: "secret",
+            kind,
             name: name.to_owned(),
         }),
         found => Ok(found),
