@@ -341,8 +341,7 @@ fn controllers_config(args: &ServerArgs, server_ca_pem: &str) -> crate::controll
     config.root_ca.ca_pem = server_ca_pem.to_owned();
     config.node_lifecycle.grace_period = args.node_monitor_grace_period;
     config.node_lifecycle.monitor_period = args.node_monitor_period;
-    config.node_ipam.cluster_cidr =
-        crate::controllers::node_ipam::Ipv4Cidr::parse(&args.cluster_cidr);
+    config.node_ipam.cluster_cidr = Ipv4Cidr::parse(&args.cluster_cidr);
     config
 }
 

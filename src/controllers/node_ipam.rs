@@ -16,34 +16,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::informers::{Change, SharedInformers, wait_synced};
 
-/// An IPv4 CIDR such as `10.42.0.0/16` (the controllers reach nothing of the API server's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv4Cidr {
-    pub base: Ipv4Addr,
-    pub prefix: u8,
-}
-
-impl Ipv4Cidr {
-    /// Parses `a.b.c.d/n` (n from 8 to 30), masking host bits off.
-    pub fn parse(s: &str) -> Option<Ipv4Cidr> {
-        let (ip, p) = s.split_once('/')?;
-        let ip: Ipv4Addr = ip.parse().ok()?;
-        let prefix: u8 = p.parse().ok()?;
-        if !(8..=30).contains(&prefix) {
-            return None;
-        }
-        let mask = u32::MAX << (32 - prefix);
-        Some(Ipv4Cidr {
-            base: Ipv4Addr::from(u32::from(ip) & mask),
-            prefix,
-        })
-    }
-
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        let mask = u32::MAX << (32 - self.prefix);
-        u32::from(ip) & mask == u32::from(self.base)
-    }
-}
+pub use crate::cidr::Ipv4Cidr;
 
 /// The per-node mask upstream uses for IPv4 (`--node-cidr-mask-size-ipv4`).
 pub const DEFAULT_NODE_MASK: u8 = 24;

@@ -14,42 +14,7 @@ use super::super::resources::ResourceDef;
 use super::super::storage;
 use super::Ctx;
 
-/// An IPv4 CIDR such as `10.43.0.0/16`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv4Cidr {
-    pub base: Ipv4Addr,
-    pub prefix: u8,
-}
-
-impl Ipv4Cidr {
-    pub fn parse(s: &str) -> Option<Ipv4Cidr> {
-        let (ip, p) = s.split_once('/')?;
-        let ip: Ipv4Addr = ip.parse().ok()?;
-        let prefix: u8 = p.parse().ok()?;
-        if !(8..=30).contains(&prefix) {
-            return None;
-        }
-        let mask = u32::MAX << (32 - prefix);
-        Some(Ipv4Cidr {
-            base: Ipv4Addr::from(u32::from(ip) & mask),
-            prefix,
-        })
-    }
-
-    pub fn size(&self) -> u32 {
-        1u32 << (32 - self.prefix)
-    }
-
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        let mask = u32::MAX << (32 - self.prefix);
-        u32::from(ip) & mask == u32::from(self.base)
-    }
-
-    /// The `n`th address of the range.
-    pub fn nth(&self, n: u32) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.base) + n)
-    }
-}
+pub use crate::cidr::Ipv4Cidr;
 
 /// The first service IP, reserved for the `kubernetes` Service.
 pub fn kubernetes_service_ip(cidr: &Ipv4Cidr) -> Ipv4Addr {
