@@ -9,11 +9,13 @@ use crate::kubelet::hollow::{self, HollowConfig, NodeShape, parse_label, parse_t
 /// The simulated nodes' settings from the command line.
 pub fn hollow_config(args: &AgentArgs, count: u32) -> anyhow::Result<HollowConfig> {
     let labels = args
+        .node
         .node_label
         .iter()
         .map(|l| parse_label(l))
         .collect::<Result<_, _>>()?;
     let taints = args
+        .node
         .node_taint
         .iter()
         .map(|t| parse_taint(t))
