@@ -1,10 +1,75 @@
-//! `skiff agent`: the node agent's composition root. For now it runs simulated (hollow) nodes
-//! against a server reached through a kubeconfig, until SIGTERM or SIGINT.
+//! `skiff agent`: the node agent's composition root. Runs the real kubelet (or simulated
+//! (hollow) nodes with `--simulate N`) against a server reached through a kubeconfig, until
+//! SIGTERM or SIGINT. `skiff server` starts the same kubelet in-process through [`run_kubelet`].
+
+use std::path::Path;
 
 use anyhow::{Context, bail};
+use tokio::sync::watch;
 
-use crate::cli::AgentArgs;
+use crate::cli::{AgentArgs, NodeArgs};
 use crate::kubelet::hollow::{self, HollowConfig, NodeShape, parse_label, parse_taint};
+use crate::kubelet::kubelet::{self as real, KubeletConfig};
+
+/// The real kubelet's settings from the node flags.
+pub fn kubelet_config(
+    data_dir: &Path,
+    node_name: &str,
+    args: &NodeArgs,
+    control_plane: bool,
+) -> anyhow::Result<KubeletConfig> {
+    let labels = args
+        .node_label
+        .iter()
+        .map(|l| parse_label(l))
+        .collect::<Result<_, _>>()?;
+    let taints = args
+        .node_taint
+        .iter()
+        .map(|t| parse_taint(t))
+        .collect::<Result<_, _>>()?;
+    Ok(KubeletConfig {
+        labels,
+        taints,
+        node_ip: args.node_ip,
+        runtime_endpoint: args.container_runtime_endpoint.clone(),
+        cluster_dns: args.cluster_dns.clone(),
+        cluster_domain: args.cluster_domain.clone(),
+        control_plane,
+        ..KubeletConfig::new(data_dir.to_path_buf(), node_name.to_string())
+    })
+}
+
+/// Runs the real kubelet until `shutdown`, then stops it (containers keep running).
+pub async fn run_kubelet(
+    client: kube::Client,
+    config: KubeletConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), real::KubeletError> {
+    let node = config.node_name.clone();
+    let started = std::time::Instant::now();
+    let kubelet = real::start(client, config, shutdown.clone()).await?;
+    tracing::info!(node = %node, elapsed_ms = started.elapsed().as_millis() as u64, "kubelet running");
+    let _ = shutdown.wait_for(|s| *s).await;
+    kubelet.stop().await;
+    tracing::info!(node = %node, "kubelet stopped");
+    Ok(())
+}
+
+/// The node name: the flag, else the hostname, lowercased.
+pub fn node_name(flag: Option<&str>) -> String {
+    flag.map(str::to_lowercase)
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(hostname)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
 
 /// The simulated nodes' settings from the command line.
 pub fn hollow_config(args: &AgentArgs, count: u32) -> anyhow::Result<HollowConfig> {
@@ -56,11 +121,32 @@ async fn client_from_kubeconfig(path: &std::path::Path) -> anyhow::Result<kube::
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let Some(count) = args.simulate else {
-        bail!("only simulated nodes are available yet: pass --simulate N --kubeconfig FILE");
-    };
     let Some(kubeconfig) = args.kubeconfig.as_deref() else {
-        bail!("--simulate needs --kubeconfig FILE (the server's admin kubeconfig works)");
+        bail!(
+            "the agent needs --kubeconfig FILE (the server's admin kubeconfig works; joining with a token is not available yet)"
+        );
+    };
+    let Some(count) = args.simulate else {
+        let config = kubelet_config(
+            &args.data_dir,
+            &node_name(args.node_name.as_deref()),
+            &args.node,
+            false,
+        )?;
+        let client = client_from_kubeconfig(kubeconfig).await?;
+        let (tx, rx) = watch::channel(false);
+        let mut kubelet = tokio::spawn(run_kubelet(client, config, rx));
+        tokio::select! {
+            r = &mut kubelet => {
+                r.context("the kubelet task failed")??;
+                bail!("the kubelet stopped on its own");
+            }
+            () = wait_for_signal() => {}
+        }
+        tracing::info!("shutting down the kubelet");
+        let _ = tx.send(true);
+        kubelet.await.context("the kubelet task failed")??;
+        return Ok(());
     };
     let config = hollow_config(&args, count)?;
     let client = client_from_kubeconfig(kubeconfig).await?;
