@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use crate::cli::{AgentArgs, NodeArgs};
 use crate::kubelet::hollow::{self, HollowConfig, NodeShape, parse_label, parse_taint};
 use crate::kubelet::kubelet::{self as real, KubeletConfig};
+use crate::kubelet::node::conditions::Thresholds;
 
 /// The real kubelet's settings from the node flags.
 pub fn kubelet_config(
@@ -28,6 +29,29 @@ pub fn kubelet_config(
         .iter()
         .map(|t| parse_taint(t))
         .collect::<Result<_, _>>()?;
+    let mut config = KubeletConfig::new(data_dir.to_path_buf(), node_name.to_string());
+    for arg in &args.kubelet_arg {
+        let (key, value) = arg
+            .trim_start_matches('-')
+            .split_once('=')
+            .with_context(|| format!("--kubelet-arg {arg:?} must look like key=value"))?;
+        match key {
+            "eviction-hard" => {
+                Thresholds::default()
+                    .with_eviction_hard(value, 0)
+                    .with_context(|| format!("--kubelet-arg {arg:?}"))?;
+                config.eviction_hard = value.to_string();
+            }
+            "max-pods" => {
+                config.max_pods = value
+                    .parse()
+                    .with_context(|| format!("--kubelet-arg {arg:?}: not a number"))?;
+            }
+            _ => bail!(
+                "--kubelet-arg {arg:?}: skiff's kubelet takes only eviction-hard and max-pods"
+            ),
+        }
+    }
     Ok(KubeletConfig {
         labels,
         taints,
@@ -36,7 +60,7 @@ pub fn kubelet_config(
         cluster_dns: args.cluster_dns.clone(),
         cluster_domain: args.cluster_domain.clone(),
         control_plane,
-        ..KubeletConfig::new(data_dir.to_path_buf(), node_name.to_string())
+        ..config
     })
 }
 
@@ -179,5 +203,61 @@ async fn wait_for_signal() {
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(labels: &[&str], taints: &[&str], kubelet: &[&str]) -> NodeArgs {
+        NodeArgs {
+            node_label: labels.iter().map(|s| s.to_string()).collect(),
+            node_taint: taints.iter().map(|s| s.to_string()).collect(),
+            kubelet_arg: kubelet.iter().map(|s| s.to_string()).collect(),
+            cluster_domain: "cluster.local".into(),
+            ..NodeArgs::default()
+        }
+    }
+
+    #[test]
+    fn node_flags_become_the_kubelet_config() {
+        let ok = kubelet_config(
+            Path::new("/d"),
+            "box",
+            &args(
+                &["zone=a"],
+                &["edge=true:NoSchedule"],
+                &["eviction-hard=nodefs.available<1%", "--max-pods=20"],
+            ),
+            true,
+        )
+        .unwrap();
+        assert_eq!(ok.labels, vec![("zone".to_string(), "a".to_string())]);
+        assert_eq!(ok.taints.len(), 1);
+        assert_eq!(ok.eviction_hard, "nodefs.available<1%");
+        assert_eq!(ok.max_pods, 20);
+        assert!(ok.control_plane);
+        let bad = [
+            args(&["novalue"], &[], &[]),
+            args(&[], &["k=v:Sometimes"], &[]),
+            args(&[], &[], &["eviction-hard=nodefs.available=1%"]),
+            args(&[], &[], &["max-pods=many"]),
+            args(&[], &[], &["cgroup-driver=systemd"]),
+            args(&[], &[], &["max-pods"]),
+        ];
+        for a in bad {
+            assert!(
+                kubelet_config(Path::new("/d"), "box", &a, false).is_err(),
+                "{a:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn node_names_are_lowercased_and_default_to_the_hostname() {
+        assert_eq!(node_name(Some("Edge-1")), "edge-1");
+        assert_eq!(node_name(Some("")), hostname());
+        assert_eq!(node_name(None), hostname());
     }
 }

@@ -345,6 +345,11 @@ pub struct NodeArgs {
     /// (networking) Cluster domain.
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
+
+    /// (agent/flags) Customized flag for the kubelet, as `key=value`; skiff's kubelet takes
+    /// `eviction-hard` and `max-pods`.
+    #[arg(long)]
+    pub kubelet_arg: Vec<String>,
 }
 
 /// Parses `1s`, `500ms`, `2m 30s` (friendly durations) or plain seconds.

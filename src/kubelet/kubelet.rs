@@ -17,7 +17,7 @@ use crate::events::Recorder;
 use crate::kubelet::hollow::node::RegisterTaint;
 use crate::kubelet::machine::{Machine, MachineError};
 use crate::kubelet::network::cni::{Cni, CniConfig, CniError, Ipv4Cidr};
-use crate::kubelet::node::conditions::Readiness;
+use crate::kubelet::node::conditions::{Readiness, ThresholdError, Thresholds};
 use crate::kubelet::node::status::{default_route_source, internal_ip};
 use crate::kubelet::node::{NodeAgent, NodeConfig, NodeError, node_ref};
 use crate::kubelet::runtime::{Runtime, RuntimeClient, RuntimeConfig, SupervisorError};
@@ -42,6 +42,10 @@ pub struct KubeletConfig {
     pub resolv_conf: PathBuf,
     /// Registry mirrors and credentials.
     pub registries: PathBuf,
+    /// `--eviction-hard` (`signal<value,...`), on top of upstream's defaults.
+    pub eviction_hard: String,
+    /// `--max-pods`.
+    pub max_pods: u32,
 }
 
 impl KubeletConfig {
@@ -58,6 +62,8 @@ impl KubeletConfig {
             control_plane: false,
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             registries: PathBuf::from("/etc/skiff/registries.yaml"),
+            eviction_hard: String::new(),
+            max_pods: crate::kubelet::machine::DEFAULT_MAX_PODS,
         }
     }
 }
@@ -80,6 +86,8 @@ pub enum KubeletError {
     PodCidr { node: String, cidr: String },
     #[error("pod network: {source}")]
     Cni { source: CniError },
+    #[error("--eviction-hard: {source}")]
+    Eviction { source: ThresholdError },
 }
 
 /// The running kubelet.
@@ -182,8 +190,13 @@ async fn start_on_runtime(
     let image_fs = runtime
         .paths()
         .map_or_else(|| config.data_dir.clone(), |p| p.root.clone());
+    let thresholds = Thresholds::default()
+        .with_eviction_hard(&config.eviction_hard, machine.memory_bytes)
+        .map_err(|source| KubeletError::Eviction { source })?;
     let node_config = NodeConfig {
         labels: registered_labels(config),
+        thresholds,
+        max_pods: config.max_pods,
         taints: config.taints.clone(),
         internal_ip: internal_ip(config.node_ip, default_route_source()),
         image_fs: image_fs.clone(),

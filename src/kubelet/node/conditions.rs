@@ -30,6 +30,80 @@ impl Default for Thresholds {
     }
 }
 
+/// A malformed `--eviction-hard` value.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ThresholdError {
+    #[error(
+        "eviction threshold {input:?} must look like memory.available<100Mi or nodefs.available<10%"
+    )]
+    Syntax { input: String },
+    #[error(
+        "eviction signal {signal:?} is not supported (memory.available, nodefs.available, nodefs.inodesFree, imagefs.available, pid.available)"
+    )]
+    Signal { signal: String },
+    #[error("eviction threshold {input:?}: {signal} takes a percentage")]
+    NeedsPercent { input: String, signal: String },
+}
+
+fn percent(input: &str, value: &str, signal: &str) -> Result<u8, ThresholdError> {
+    value
+        .strip_suffix('%')
+        .and_then(|p| p.trim().parse::<u8>().ok())
+        .filter(|p| *p <= 100)
+        .ok_or_else(|| ThresholdError::NeedsPercent {
+            input: input.to_string(),
+            signal: signal.to_string(),
+        })
+}
+
+impl Thresholds {
+    /// Applies the kubelet's `--eviction-hard` (`signal<value,...`) on top of `self`; signals it
+    /// does not name keep their value. `memory.available` takes a quantity or a percentage of
+    /// `memory_capacity`.
+    pub fn with_eviction_hard(
+        mut self,
+        spec: &str,
+        memory_capacity: u64,
+    ) -> Result<Thresholds, ThresholdError> {
+        for item in spec.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let syntax = || ThresholdError::Syntax {
+                input: item.to_string(),
+            };
+            let (signal, value) = item.split_once('<').ok_or_else(syntax)?;
+            let (signal, value) = (signal.trim(), value.trim());
+            match signal {
+                "memory.available" => {
+                    self.memory_available_bytes = if value.ends_with('%') {
+                        let p = percent(item, value, signal)?;
+                        memory_capacity / 100 * u64::from(p)
+                    } else {
+                        let q = k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+                            value.to_string(),
+                        );
+                        crate::kubelet::oci::quantity_value(&q)
+                            .and_then(|v| u64::try_from(v).ok())
+                            .ok_or_else(syntax)?
+                    };
+                }
+                "nodefs.available" => self.nodefs_available_percent = percent(item, value, signal)?,
+                "nodefs.inodesFree" => {
+                    self.nodefs_inodes_free_percent = percent(item, value, signal)?
+                }
+                "imagefs.available" => {
+                    self.imagefs_available_percent = percent(item, value, signal)?
+                }
+                "pid.available" => self.pid_available_percent = Some(percent(item, value, signal)?),
+                other => {
+                    return Err(ThresholdError::Signal {
+                        signal: other.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(self)
+    }
+}
+
 /// Space and inodes of one file system (from `statvfs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FsObservation {
@@ -339,6 +413,63 @@ mod tests {
                 ..Observations::default()
             };
             assert_eq!(pressure(&obs, &with_pid).pid, want, "{pids:?}");
+        }
+    }
+
+    #[test]
+    fn eviction_hard_overrides_only_the_signals_it_names() {
+        let d = Thresholds::default();
+        let gi = 1u64 << 30;
+        let cases = [
+            ("", Ok(d)),
+            (
+                "nodefs.available<1%,imagefs.available<2%",
+                Ok(Thresholds {
+                    nodefs_available_percent: 1,
+                    imagefs_available_percent: 2,
+                    ..d
+                }),
+            ),
+            (
+                "memory.available<1Gi",
+                Ok(Thresholds {
+                    memory_available_bytes: gi,
+                    ..d
+                }),
+            ),
+            (
+                "memory.available<5%",
+                Ok(Thresholds {
+                    memory_available_bytes: 5 * gi,
+                    ..d
+                }),
+            ),
+            (
+                "pid.available<10%",
+                Ok(Thresholds {
+                    pid_available_percent: Some(10),
+                    ..d
+                }),
+            ),
+            (
+                "nodefs.inodesFree<0%",
+                Ok(Thresholds {
+                    nodefs_inodes_free_percent: 0,
+                    ..d
+                }),
+            ),
+            ("nodefs.available=5%", Err("must look like")),
+            ("nodefs.available<5Gi", Err("takes a percentage")),
+            ("memory.available<lots", Err("must look like")),
+            ("allocatableMemory.available<1Gi", Err("not supported")),
+        ];
+        for (spec, want) in cases {
+            let got = d.with_eviction_hard(spec, 100 * gi);
+            match (got, want) {
+                (Ok(g), Ok(w)) => assert_eq!(g, w, "{spec}"),
+                (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{spec}: {e}"),
+                (g, w) => panic!("{spec}: got {g:?}, want {w:?}"),
+            }
         }
     }
 
