@@ -295,8 +295,12 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
         );
         let shutdown = tx.subscribe();
         tokio::spawn(async move {
-            if let Err(e) = crate::agent::run_kubelet(client, config, shutdown).await {
-                tracing::error!(error = %e, "the kubelet did not start; this server runs no node");
+            match crate::agent::run_kubelet(client, config, shutdown).await {
+                Ok(()) => {}
+                Err(e) if e.is_stopped() => tracing::info!("the kubelet stopped while starting"),
+                Err(e) => {
+                    tracing::error!(error = %e, "the kubelet did not start; this server runs no node")
+                }
             }
         })
     });

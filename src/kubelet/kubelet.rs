@@ -90,6 +90,18 @@ pub enum KubeletError {
     Eviction { source: ThresholdError },
 }
 
+impl KubeletError {
+    /// The kubelet was told to stop before it finished starting (not a failure).
+    pub fn is_stopped(&self) -> bool {
+        matches!(
+            self,
+            KubeletError::Node {
+                source: NodeError::Stopped { .. }
+            }
+        )
+    }
+}
+
 /// The running kubelet.
 pub struct Kubelet {
     runtime: Option<Runtime>,

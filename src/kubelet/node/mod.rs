@@ -84,7 +84,7 @@ pub enum NodeError {
     },
     #[error("node {node} was deleted while waiting for its pod CIDR")]
     Deleted { node: String },
-    #[error("stopped before node {node} got a pod CIDR")]
+    #[error("stopped before node {node} was ready")]
     Stopped { node: String },
 }
 
@@ -219,8 +219,8 @@ impl NodeAgent {
         }
     }
 
-    /// Creates the Node, or updates the labels, taints and status it owns when it exists from
-    /// an earlier run. Returns the Node as the API has it.
+    /// Creates the Node, or updates the labels and status it owns when it exists from an
+    /// earlier run. Returns the Node as the API has it.
     pub async fn register(&self, readiness: &Readiness) -> Result<Node, NodeError> {
         let name = &self.config.name;
         let api: Api<Node> = Api::all(self.client.clone());
@@ -251,8 +251,10 @@ impl NodeAgent {
                 Ok(created)
             }
             Err(e) if is_status(&e, 409) => {
+                // As the kubelet: labels are reconciled, taints only set at creation (the
+                // node authorizer forbids a node changing them later).
                 let existing = api.get(name).await.map_err(err)?;
-                let taints = status::merged_taints(
+                let missing = status::missing_taints(
                     existing
                         .spec
                         .as_ref()
@@ -260,12 +262,14 @@ impl NodeAgent {
                         .unwrap_or_default(),
                     &self.config.taints,
                 );
+                if !missing.is_empty() {
+                    tracing::warn!(node = %name, taints = ?missing, "the node exists without these --node-taint taints; a node cannot add taints to itself: add them with kubectl taint");
+                }
                 let patch = json!({
                     "metadata": {
                         "labels": self.config.labels,
                         "resourceVersion": existing.metadata.resource_version,
                     },
-                    "spec": {"taints": taints},
                 });
                 api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
                     .await

@@ -110,20 +110,18 @@ pub fn status_changed(last: Option<&Value>, new: &Value) -> bool {
     last.is_none_or(|l| without_heartbeats(l) != without_heartbeats(new))
 }
 
-/// The taints to set on an existing Node: those it has, with ours (same key and effect)
-/// replaced or added.
-pub fn merged_taints(existing: &[Taint], ours: &[RegisterTaint]) -> Vec<Value> {
-    let mut out: Vec<Value> = existing
-        .iter()
-        .filter(|t| {
-            !ours
-                .iter()
-                .any(|o| o.key == t.key && o.effect.as_str() == t.effect)
+/// `ours` as `key=value:Effect` strings that `existing` lacks (same key, value and effect).
+pub fn missing_taints(existing: &[Taint], ours: &[RegisterTaint]) -> Vec<String> {
+    ours.iter()
+        .filter(|o| {
+            !existing.iter().any(|t| {
+                t.key == o.key
+                    && t.effect == o.effect.as_str()
+                    && t.value.as_deref().unwrap_or("") == o.value
+            })
         })
-        .filter_map(|t| serde_json::to_value(t).ok())
-        .collect();
-    out.extend(taints_json(ours));
-    out
+        .map(|o| format!("{}={}:{}", o.key, o.value, o.effect.as_str()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -242,7 +240,7 @@ mod tests {
     }
 
     #[test]
-    fn restart_replaces_own_taints_and_keeps_others() {
+    fn taints_a_restarted_node_lacks_are_named() {
         let taint = |k: &str, v: &str, e: &str| Taint {
             key: k.into(),
             value: (!v.is_empty()).then(|| v.into()),
@@ -252,17 +250,23 @@ mod tests {
         let existing = [
             taint("node.kubernetes.io/not-ready", "", "NoSchedule"),
             taint("dedicated", "old", "NoSchedule"),
-            taint("dedicated", "x", "NoExecute"),
+            taint("gpu", "", "NoExecute"),
         ];
-        let ours = [parse_taint("dedicated=edge:NoSchedule").unwrap()];
-        let got = merged_taints(&existing, &ours);
-        assert_eq!(
-            got,
-            vec![
-                json!({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}),
-                json!({"key": "dedicated", "value": "x", "effect": "NoExecute"}),
-                json!({"key": "dedicated", "value": "edge", "effect": "NoSchedule"}),
-            ]
-        );
+        let cases = [
+            (vec!["gpu:NoExecute"], vec![]),
+            (
+                vec!["dedicated=edge:NoSchedule"],
+                vec!["dedicated=edge:NoSchedule"],
+            ),
+            (
+                vec!["gpu:NoSchedule", "dedicated=old:NoSchedule"],
+                vec!["gpu=:NoSchedule"],
+            ),
+            (vec![], vec![]),
+        ];
+        for (ours, want) in cases {
+            let ours: Vec<_> = ours.iter().map(|t| parse_taint(t).unwrap()).collect();
+            assert_eq!(missing_taints(&existing, &ours), want, "{ours:?}");
+        }
     }
 }
