@@ -1,6 +1,7 @@
 //! Root test: `skiff server` with its kubelet on a fresh data dir registers a Ready
 //! control-plane node with a pod CIDR, writes the CNI conflist, renews its Lease, lists the
-//! images imported from `<data-dir>/agent/images/`, and stops its containerd on SIGTERM.
+//! images imported from `<data-dir>/agent/images/`; after a `kill -9` and a restart it adopts
+//! the same containerd and the same Node; SIGTERM then stops skiff and its containerd.
 
 mod common;
 #[path = "common/images.rs"]
@@ -45,6 +46,13 @@ fn condition<'a>(node: &'a Value, kind: &str) -> Option<&'a str> {
         .as_str()
 }
 
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("hostname")
+        .trim()
+        .to_lowercase()
+}
+
 fn alive(pid: u32) -> bool {
     // A zombie has exited; only its entry is left.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -76,8 +84,8 @@ fn server_registers_a_ready_control_plane_node_with_lease_images_and_cni() {
     let server = TestServer::start_with_agent(
         dir,
         &[
-            "--node-name",
-            "skiff-node-test",
+            // No --node-name: the restart below passes no extra flags; the hostname keeps the
+            // node the same.
             "--node-label",
             "example.com/zone=a",
             // This machine's disk may be nearly full: keep DiskPressure out of the picture.
@@ -105,16 +113,15 @@ fn server_registers_a_ready_control_plane_node_with_lease_images_and_cni() {
         std::thread::sleep(Duration::from_millis(200));
     };
     eprintln!("node Ready after {:?}", started.elapsed());
+    let name = hostname();
     let table = ok(&server, &kubectl, &["get", "nodes"], None);
     assert!(
-        table.contains("skiff-node-test")
-            && table.contains(" Ready ")
-            && table.contains("control-plane"),
+        table.contains(&name) && table.contains(" Ready ") && table.contains("control-plane"),
         "{table}"
     );
     let labels = &node["metadata"]["labels"];
     assert_eq!(labels["example.com/zone"], "a");
-    assert_eq!(labels["kubernetes.io/hostname"], "skiff-node-test");
+    assert_eq!(labels["kubernetes.io/hostname"], name.as_str());
     assert_eq!(condition(&node, "DiskPressure"), Some("False"));
     assert_eq!(condition(&node, "MemoryPressure"), Some("False"));
     let info = &node["status"]["nodeInfo"];
@@ -154,31 +161,19 @@ fn server_registers_a_ready_control_plane_node_with_lease_images_and_cni() {
     assert!(names.iter().any(|n| n == IMAGE), "{names:?}");
 
     // The Lease is renewed (every 10 s).
-    let renew_time = || {
-        let out = ok(
-            &server,
-            &kubectl,
-            &[
-                "get",
-                "lease",
-                "-n",
-                "kube-node-lease",
-                "skiff-node-test",
-                "-o",
-                "json",
-            ],
-            None,
-        );
-        let lease: Value = serde_json::from_str(&out).expect("lease json");
+    let renew_time = |server: &TestServer| {
+        let args = ["get", "lease", "-n", "kube-node-lease", &name, "-o", "json"];
+        let lease: Value =
+            serde_json::from_str(&ok(server, &kubectl, &args, None)).expect("lease json");
         assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
         lease["spec"]["renewTime"]
             .as_str()
             .unwrap_or("")
             .to_string()
     };
-    let first = renew_time();
+    let first = renew_time(&server);
     let deadline = Instant::now() + Duration::from_secs(25);
-    while renew_time() == first {
+    while renew_time(&server) == first {
         assert!(Instant::now() < deadline, "lease not renewed since {first}");
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -187,16 +182,49 @@ fn server_registers_a_ready_control_plane_node_with_lease_images_and_cni() {
         assert!(events.contains(reason), "{reason} missing from:\n{events}");
     }
 
-    // SIGTERM (the drop) stops skiff and, with no pod running, its containerd.
+    // kill -9: containerd survives; the restarted skiff adopts it and keeps the same Node.
     let pid_file = server
         .dir
         .path()
         .join("data/agent/containerd/containerd.pid");
-    let containerd: u32 = std::fs::read_to_string(&pid_file)
-        .expect("containerd pid file")
-        .trim()
-        .parse()
-        .expect("containerd pid");
+    let containerd_pid = || -> u32 {
+        std::fs::read_to_string(&pid_file)
+            .expect("containerd pid file")
+            .trim()
+            .parse()
+            .expect("containerd pid")
+    };
+    let containerd = containerd_pid();
+    let renewed = renew_time(&server);
+    let mut server = server;
+    server.kill9();
+    assert!(alive(containerd), "containerd died with skiff");
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = node_json(&server, &kubectl);
+        let n = &list["items"][0];
+        if n["metadata"]["uid"] == node["metadata"]["uid"]
+            && condition(n, "Ready") == Some("True")
+            && renew_time(&server) != renewed
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "restarted node not Ready with a renewed Lease: {list}\n{}",
+            common::tail(&server.log(), 40)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        server.log().contains("adopted running containerd"),
+        "{}",
+        common::tail(&server.log(), 40)
+    );
+    assert_eq!(containerd_pid(), containerd, "containerd was replaced");
+
+    // SIGTERM (the drop) stops skiff and, with no pod running, its containerd.
     let skiff = server.pid();
     assert!(alive(containerd));
     drop(server);
