@@ -17,6 +17,7 @@ pub mod logs;
 pub mod machine;
 pub mod network;
 pub mod oci;
+pub mod pods;
 pub mod probes;
 pub mod registry;
 pub mod runtime;

@@ -1,0 +1,1106 @@
+//! One pod's serialised loop: sandbox, volumes, containers per [`super::actions`], status per
+//! [`super::status`], termination and cleanup. Only this worker touches its pod's containers,
+//! namespaces and directories.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Container, Node, ObjectReference, Pod};
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::kubelet::network::cni::{Attachment, CniResult, POD_IFNAME};
+use crate::kubelet::network::dns::{ClusterDns, ResolvConf, pod_dns};
+use crate::kubelet::network::netns::NamespaceKind;
+use crate::kubelet::network::pod_files;
+use crate::kubelet::oci::{self, ContainerMount, Propagation};
+use crate::kubelet::registry::policy;
+use crate::kubelet::stats::{ContainerCgroup, PodCgroups, PodReference};
+use crate::kubelet::volumes::{PodFacts, PodVolumes};
+
+use super::actions::{self, Action, Observed};
+use super::containers;
+use super::images;
+use super::sources::ApiSources;
+use super::status::{self, StatusInput, Waiting};
+use super::{CGROUP_ROOT, Error, Msg, Shared};
+
+/// How often a pod is re-synced without any event.
+const RESYNC: Duration = Duration::from_secs(10);
+
+/// The pod's sandbox once set up.
+#[derive(Clone, Debug)]
+struct Sandbox {
+    ips: Vec<IpAddr>,
+    netns: Option<crate::kubelet::network::netns::PodNamespaces>,
+    /// `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf` on the host.
+    files: Vec<(PathBuf, &'static str)>,
+    hostname: String,
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    uid: String,
+    pod: Arc<Pod>,
+    gone: bool,
+    sandbox: Option<Sandbox>,
+    host_ip: Option<String>,
+    volumes: Option<PodVolumes>,
+    /// Image name → image ID of images this pod's containers used.
+    image_ids: BTreeMap<String, String>,
+    /// Container name → why it is waiting (image or create errors).
+    errors: BTreeMap<String, Waiting>,
+    /// Images whose `Pulled` (already present) event was sent.
+    announced: HashSet<String>,
+    started_at: Timestamp,
+    last_refresh: Option<std::time::Instant>,
+}
+
+/// The worker of pod `uid`; ends when the pod is gone and cleaned up, or on shutdown.
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    uid: String,
+    pod: Arc<Pod>,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    done: mpsc::UnboundedSender<String>,
+) {
+    let mut w = Worker {
+        shared,
+        uid: uid.clone(),
+        pod,
+        gone: false,
+        sandbox: None,
+        host_ip: None,
+        volumes: None,
+        image_ids: BTreeMap::new(),
+        errors: BTreeMap::new(),
+        announced: HashSet::new(),
+        started_at: Timestamp::now(),
+        last_refresh: None,
+    };
+    loop {
+        // Apply every queued message before syncing.
+        loop {
+            match rx.try_recv() {
+                Ok(Msg::Update(p)) => w.pod = p,
+                Ok(Msg::Gone) => w.gone = true,
+                Ok(Msg::Poke) => {}
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    let _ = done.send(uid);
+                    return;
+                }
+            }
+        }
+        let next = match w.sync().await {
+            Ok(Some(d)) => d,
+            Ok(None) => break,
+            Err(e) => {
+                warn!(pod = %pod_name(&w.pod), error = %e, "pod sync failed");
+                Duration::from_secs(2)
+            }
+        };
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(Msg::Update(p)) => w.pod = p,
+                Some(Msg::Gone) => w.gone = true,
+                Some(Msg::Poke) => {}
+                None => break,
+            },
+            _ = tokio::time::sleep(next) => {}
+        }
+    }
+    drop(rx);
+    let _ = done.send(uid);
+}
+
+fn pod_name(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+fn object_ref(pod: &Pod, field: Option<String>) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: pod.metadata.name.clone(),
+        namespace: pod.metadata.namespace.clone(),
+        uid: pod.metadata.uid.clone(),
+        resource_version: pod.metadata.resource_version.clone(),
+        field_path: field,
+    }
+}
+
+fn field_path(pod: &Pod, name: &str) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    if spec.containers.iter().any(|c| c.name == name) {
+        return Some(format!("spec.containers{{{name}}}"));
+    }
+    spec.init_containers
+        .iter()
+        .flatten()
+        .position(|c| c.name == name)
+        .map(|_| format!("spec.initContainers{{{name}}}"))
+}
+
+fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
+    let spec = pod.spec.as_ref()?;
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| c.name == name)
+}
+
+fn host_network(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false)
+}
+
+fn grace_period(pod: &Pod) -> Duration {
+    let secs = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
+        .unwrap_or(30);
+    Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+}
+
+fn write_file(path: &Path, contents: &str) -> Result<(), Error> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    std::fs::write(path, contents).map_err(io)
+}
+
+impl Worker {
+    fn pods_dir(&self) -> PathBuf {
+        self.shared.pods_dir()
+    }
+
+    async fn host_ip(&mut self) -> Option<String> {
+        if self.host_ip.is_none() {
+            let nodes: Api<Node> = Api::all(self.shared.client.clone());
+            if let Ok(node) = nodes.get(&self.shared.config.node_name).await {
+                let addresses = node.status.and_then(|s| s.addresses).unwrap_or_default();
+                self.host_ip = addresses
+                    .iter()
+                    .find(|a| a.type_ == "InternalIP")
+                    .or_else(|| addresses.first())
+                    .map(|a| a.address.clone());
+            }
+        }
+        self.host_ip.clone()
+    }
+
+    /// One pass. `Ok(None)`: the pod is finished here, the worker ends.
+    async fn sync(&mut self) -> Result<Option<Duration>, Error> {
+        if self.gone {
+            self.cleanup().await?;
+            return Ok(None);
+        }
+        if self.pod.metadata.deletion_timestamp.is_some() {
+            self.terminate(grace_period(&self.pod)).await?;
+            self.cleanup().await?;
+            self.delete_object().await;
+            return Ok(None);
+        }
+        let terminal = matches!(
+            self.pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        );
+        if terminal {
+            // Finished pods keep their records (for status) but run nothing.
+            self.terminate(grace_period(&self.pod)).await?;
+            self.forget_running();
+            return Ok(Some(RESYNC));
+        }
+
+        let host_ip = self.host_ip().await;
+        if self.sandbox.is_none() {
+            match self.setup_sandbox(host_ip.as_deref()).await {
+                Ok(s) => self.sandbox = Some(s),
+                Err(e) => {
+                    self.event_warning(None, "FailedCreatePodSandBox", e.to_string());
+                    self.report(&Observed::default(), host_ip, BTreeMap::new())
+                        .await?;
+                    return Ok(Some(Duration::from_secs(5)));
+                }
+            }
+        }
+        if let Err(e) = self.setup_volumes(host_ip.as_deref()).await {
+            self.event_warning(None, "FailedMount", e.to_string());
+            self.report(&Observed::default(), host_ip, BTreeMap::new())
+                .await?;
+            return Ok(Some(Duration::from_secs(5)));
+        }
+
+        let (observed, _) = self.observe().await?;
+        let now = Timestamp::now();
+        let steps = actions::compute(&self.pod, &observed, &[], now);
+        let mut waiting = BTreeMap::new();
+        let mut next = RESYNC;
+        let mut changed = false;
+        for step in steps {
+            match step {
+                Action::Start {
+                    name,
+                    init,
+                    restart_count,
+                } => {
+                    changed = true;
+                    match self.start_container(&name, restart_count).await {
+                        Ok(()) => {
+                            self.errors.remove(&name);
+                        }
+                        Err(w) => {
+                            self.errors.insert(name.clone(), w);
+                            next = next.min(Duration::from_secs(5));
+                        }
+                    }
+                    if init {
+                        // init containers one at a time: the next sync sees its exit
+                        break;
+                    }
+                }
+                Action::Kill { id, name } => {
+                    changed = true;
+                    self.event_normal(Some(&name), "Killing", format!("Stopping container {name}"));
+                    containers::stop(&self.shared.runtime, &id, grace_period(&self.pod)).await?;
+                }
+                Action::BackOff { name, delay, until } => {
+                    let message = format!(
+                        "back-off {} restarting failed container={name} pod={}_{}({})",
+                        policy::go_duration(delay),
+                        self.pod.metadata.name.as_deref().unwrap_or_default(),
+                        self.pod.metadata.namespace.as_deref().unwrap_or_default(),
+                        self.uid
+                    );
+                    self.event_warning(
+                        Some(&name),
+                        "BackOff",
+                        format!(
+                            "Back-off restarting failed container {name} in pod {}",
+                            pod_name(&self.pod)
+                        ),
+                    );
+                    waiting.insert(
+                        name,
+                        Waiting {
+                            reason: "CrashLoopBackOff".into(),
+                            message: Some(message),
+                        },
+                    );
+                    let left = until.duration_since(now);
+                    let left = Duration::try_from(left).unwrap_or_default();
+                    next = next.min(left.max(Duration::from_millis(100)));
+                }
+            }
+        }
+        for run in actions::garbage(&self.pod, &observed) {
+            if let Err(e) = containers::remove(&self.shared.runtime, &run.id).await {
+                debug!(container = %run.id, error = %e, "removing an old run");
+            }
+            self.forget_owner(&run.id);
+        }
+        let observed = if changed {
+            self.observe().await?.0
+        } else {
+            observed
+        };
+        for (name, w) in &self.errors {
+            waiting.entry(name.clone()).or_insert_with(|| w.clone());
+        }
+        self.report(&observed, host_ip, waiting).await?;
+        self.remember_running(&observed);
+        Ok(Some(next))
+    }
+
+    async fn observe(&self) -> Result<(Observed, Vec<containers::Record>), Error> {
+        let oom = |id: &str| {
+            self.shared
+                .oom
+                .lock()
+                .map(|s| s.contains(id))
+                .unwrap_or(false)
+        };
+        let got = containers::observe(
+            &self.shared.runtime,
+            &self.pod,
+            &self.pods_dir(),
+            &self.uid,
+            &oom,
+            &self.image_ids,
+        )
+        .await?;
+        if let Ok(mut owners) = self.shared.owners.lock() {
+            for r in &got.1 {
+                owners.insert(r.id.clone(), self.uid.clone());
+            }
+        }
+        Ok(got)
+    }
+
+    fn event_normal(&self, container: Option<&str>, reason: &str, message: String) {
+        let field = container.and_then(|c| field_path(&self.pod, c));
+        self.shared
+            .recorder
+            .normal(&object_ref(&self.pod, field), reason, message);
+    }
+
+    fn event_warning(&self, container: Option<&str>, reason: &str, message: String) {
+        let field = container.and_then(|c| field_path(&self.pod, c));
+        self.shared
+            .recorder
+            .warning(&object_ref(&self.pod, field), reason, message);
+    }
+
+    // ---- sandbox ----
+
+    async fn setup_sandbox(&self, host_ip: Option<&str>) -> Result<Sandbox, Error> {
+        let pod = self.pod.clone();
+        let uid = self.uid.clone();
+        let shared = self.shared.clone();
+        let host_ip = host_ip.map(str::to_string);
+        tokio::task::spawn_blocking(move || sandbox_blocking(&shared, &pod, &uid, host_ip))
+            .await
+            .map_err(|source| Error::Join { source })?
+    }
+
+    async fn setup_volumes(&mut self, host_ip: Option<&str>) -> Result<(), Error> {
+        let refresh_due = self
+            .last_refresh
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+        if self.volumes.is_some() && !refresh_due {
+            return Ok(());
+        }
+        let shared = self.shared.clone();
+        let pod = self.pod.clone();
+        let pod_ips: Vec<String> = self
+            .sandbox
+            .as_ref()
+            .map(|s| s.ips.iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        let host_ips: Vec<String> = host_ip.map(str::to_string).into_iter().collect();
+        let handle = tokio::runtime::Handle::current();
+        let first = self.volumes.is_none();
+        let uid = self.uid.clone();
+        let got = tokio::task::spawn_blocking(move || {
+            let sources = ApiSources {
+                client: shared.client.clone(),
+                handle,
+            };
+            let allocatable = BTreeMap::new();
+            let facts = PodFacts {
+                pod_ips: &pod_ips,
+                host_ips: &host_ips,
+                node_allocatable: &allocatable,
+                now: std::time::SystemTime::now(),
+            };
+            let wrap = |source| Error::Volumes {
+                pod_uid: uid.clone(),
+                source,
+            };
+            if first {
+                shared
+                    .volumes
+                    .setup(&pod, &facts, &sources)
+                    .map(Some)
+                    .map_err(wrap)
+            } else {
+                shared
+                    .volumes
+                    .refresh(&pod, &facts, &sources)
+                    .map(|_| None)
+                    .map_err(wrap)
+            }
+        })
+        .await
+        .map_err(|source| Error::Join { source })??;
+        if let Some(v) = got {
+            self.volumes = Some(v);
+        }
+        self.last_refresh = Some(std::time::Instant::now());
+        Ok(())
+    }
+
+    // ---- containers ----
+
+    /// Starts run `restart_count` of container `name`; on failure says why it waits.
+    async fn start_container(&mut self, name: &str, restart_count: u32) -> Result<(), Waiting> {
+        let Some(container) = find_container(&self.pod, name).cloned() else {
+            return Ok(());
+        };
+        let image_ref = container.image.clone().unwrap_or_default();
+        let normalized = match images::normalize(&image_ref) {
+            Ok(n) => n,
+            Err(e) => {
+                self.event_warning(Some(name), policy::REASON_INVALID_IMAGE_NAME, e.to_string());
+                return Err(Waiting {
+                    reason: policy::REASON_INVALID_IMAGE_NAME.into(),
+                    message: Some(e.to_string()),
+                });
+            }
+        };
+        let present = images::resolve(&self.shared.runtime, &normalized)
+            .await
+            .map_err(|e| Waiting {
+                reason: "CreateContainerError".into(),
+                message: Some(e.to_string()),
+            })?;
+        let pull_policy =
+            policy::PullPolicy::resolve(container.image_pull_policy.as_deref(), &image_ref);
+        let image = match (policy::decide(pull_policy, present.is_some()), present) {
+            (policy::Decision::NeverPull, _) => {
+                let message = policy::never_pull_message(&image_ref);
+                self.event_warning(
+                    Some(name),
+                    policy::REASON_ERR_IMAGE_NEVER_PULL,
+                    message.clone(),
+                );
+                return Err(Waiting {
+                    reason: policy::REASON_ERR_IMAGE_NEVER_PULL.into(),
+                    message: Some(message),
+                });
+            }
+            // Images imported from the images directory are used as present even with
+            // `Always` (registry pulls are not wired in yet).
+            (_, Some(image)) => {
+                if self.announced.insert(image_ref.clone()) {
+                    self.event_normal(
+                        Some(name),
+                        policy::REASON_PULLED,
+                        policy::already_present_message(&image_ref),
+                    );
+                }
+                image
+            }
+            (_, None) => {
+                let message = policy::failed_message(
+                    &image_ref,
+                    "image is not present on the node and registry pulls are not supported yet",
+                );
+                self.event_warning(Some(name), policy::REASON_FAILED, message.clone());
+                return Err(Waiting {
+                    reason: policy::REASON_ERR_IMAGE_PULL.into(),
+                    message: Some(message),
+                });
+            }
+        };
+        self.image_ids
+            .insert(normalized.clone(), image.image_id.clone());
+        let id = containers::container_id(&self.uid, name, restart_count);
+        if let Ok(mut owners) = self.shared.owners.lock() {
+            owners.insert(id.clone(), self.uid.clone());
+        }
+        let spec = self
+            .build_spec(&container, &id, &image, restart_count)
+            .await
+            .map_err(|e| {
+                self.event_warning(Some(name), "Failed", format!("Error: {e}"));
+                Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message: Some(e.to_string()),
+                }
+            })?;
+        let log = containers::log_path(&self.pods_dir(), &self.uid, name, restart_count);
+        match containers::create_and_start(
+            &self.shared.runtime,
+            &id,
+            &normalized,
+            &image.chain_id,
+            containers::labels(&self.pod, name, restart_count),
+            &spec,
+            &self.shared.log_driver,
+            &log,
+        )
+        .await
+        {
+            Ok(_) => {
+                self.event_normal(Some(name), "Created", format!("Created container {name}"));
+                self.event_normal(Some(name), "Started", format!("Started container {name}"));
+                Ok(())
+            }
+            Err(e) => {
+                self.event_warning(Some(name), "Failed", format!("Error: {e}"));
+                // Leave nothing half-made: the next attempt starts clean.
+                let _ = containers::remove(&self.shared.runtime, &id).await;
+                Err(Waiting {
+                    reason: "RunContainerError".into(),
+                    message: Some(e.to_string()),
+                })
+            }
+        }
+    }
+
+    async fn build_spec(
+        &self,
+        container: &Container,
+        id: &str,
+        image: &images::LocalImage,
+        restart_count: u32,
+    ) -> Result<oci_spec::runtime::Spec, Error> {
+        let shared = self.shared.clone();
+        let pod = self.pod.clone();
+        let container = container.clone();
+        let id = id.to_string();
+        let image = image.clone();
+        let sandbox = self.sandbox.clone();
+        let volumes = self.volumes.clone().unwrap_or_default();
+        let uid = self.uid.clone();
+        let host_ip = self.host_ip.clone();
+        let term_log =
+            containers::termination_log(&self.pods_dir(), &uid, &container.name, restart_count);
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let sources = ApiSources {
+                client: shared.client.clone(),
+                handle,
+            };
+            let pod_ips: Vec<String> = sandbox
+                .as_ref()
+                .map(|s| s.ips.iter().map(ToString::to_string).collect())
+                .unwrap_or_default();
+            let host_ips: Vec<String> = host_ip.into_iter().collect();
+            let allocatable = BTreeMap::new();
+            let spec_err = |source| Error::Spec {
+                container: container.name.clone(),
+                source,
+            };
+            let env = oci::resolve_env(
+                &oci::EnvContext {
+                    pod: &pod,
+                    container: &container,
+                    pod_ips: &pod_ips,
+                    host_ips: &host_ips,
+                    node_allocatable: &allocatable,
+                    services: &[],
+                },
+                &sources,
+            )
+            .map_err(spec_err)?;
+            let (command, args) = oci::expand_command_and_args(&container, &env.vars);
+            let mut mounts = volumes
+                .mounts_for(&container, &env.vars)
+                .map_err(|source| Error::Volumes {
+                    pod_uid: uid.clone(),
+                    source,
+                })?;
+            if let Some(sb) = &sandbox {
+                for (path, dest) in &sb.files {
+                    if !mounts.iter().any(|m| m.container_path == *dest) {
+                        mounts.push(ContainerMount {
+                            container_path: dest.to_string(),
+                            host_path: path.clone(),
+                            read_only: false,
+                            propagation: Propagation::Private,
+                        });
+                    }
+                }
+            }
+            let term_path = container
+                .termination_message_path
+                .clone()
+                .unwrap_or_else(|| "/dev/termination-log".into());
+            write_file(&term_log, "")?;
+            mounts.push(ContainerMount {
+                container_path: term_path,
+                host_path: term_log,
+                read_only: false,
+                propagation: Propagation::Private,
+            });
+            let ns = sandbox.as_ref().and_then(|s| s.netns.clone());
+            let namespaces = oci::PodNamespaces {
+                network: ns.as_ref().and_then(|n| n.net.clone()),
+                ipc: ns.as_ref().and_then(|n| n.ipc.clone()),
+                uts: ns.as_ref().and_then(|n| n.uts.clone()),
+                pid: None,
+                shm: None,
+            };
+            let cgroup_parent = oci::pod_cgroup_parent(CGROUP_ROOT, oci::qos_class(&pod), &uid);
+            let hostname = sandbox
+                .as_ref()
+                .map(|s| s.hostname.clone())
+                .unwrap_or_default();
+            oci::container_spec(&oci::ContainerInput {
+                pod: &pod,
+                container: &container,
+                container_id: &id,
+                env: &env.vars,
+                command: &command,
+                args: &args,
+                image: &image.config,
+                image_name: &image.name,
+                user_db: oci::UserDb {
+                    passwd: None,
+                    group: None,
+                },
+                rootfs: Path::new("rootfs"),
+                mounts: &mounts,
+                namespaces: &namespaces,
+                hostname: &hostname,
+                cgroup_parent: &cgroup_parent,
+                host_devices: &[],
+                localhost_seccomp: None,
+                node: &shared.node_facts,
+            })
+            .map_err(spec_err)
+        })
+        .await
+        .map_err(|source| Error::Join { source })?
+    }
+
+    // ---- termination ----
+
+    /// Stops every running container of the pod: apps and sidecars together, SIGTERM then
+    /// SIGKILL after the grace period.
+    async fn terminate(&self, grace: Duration) -> Result<(), Error> {
+        let (observed, _) = self.observe().await?;
+        let mut stops = Vec::new();
+        for run in observed.runs.iter().filter(|r| r.is_running()) {
+            self.event_normal(
+                Some(&run.name),
+                "Killing",
+                format!("Stopping container {}", run.name),
+            );
+            let client = self.shared.runtime.clone();
+            let id = run.id.clone();
+            stops.push(async move { containers::stop(&client, &id, grace).await });
+        }
+        for r in futures::future::join_all(stops).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Removes everything the pod had on this node.
+    async fn cleanup(&mut self) -> Result<(), Error> {
+        self.forget_running();
+        cleanup_pod(&self.shared, &self.uid, Some(&self.pod)).await
+    }
+
+    /// Deletes the pod object for good (grace 0, this UID only), as the status manager does.
+    async fn delete_object(&self) {
+        let api: Api<Pod> = Api::namespaced(
+            self.shared.client.clone(),
+            self.pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        let name = self.pod.metadata.name.clone().unwrap_or_default();
+        if let Err(e) = api.delete(&name, &params).await {
+            debug!(pod = %pod_name(&self.pod), error = %e, "deleting the finished pod");
+        }
+    }
+
+    // ---- status ----
+
+    async fn report(
+        &mut self,
+        observed: &Observed,
+        host_ip: Option<String>,
+        waiting: BTreeMap<String, Waiting>,
+    ) -> Result<(), Error> {
+        let running: Vec<String> = observed
+            .runs
+            .iter()
+            .filter(|r| r.is_running())
+            .map(|r| r.name.clone())
+            .collect();
+        let input = StatusInput {
+            pod_ips: self
+                .sandbox
+                .as_ref()
+                .map(|s| s.ips.iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
+            host_ip,
+            start_time: Some(self.started_at),
+            waiting,
+            ready: running.clone(),
+            started: running,
+            sandbox_ready: self.sandbox.is_some(),
+        };
+        let new = status::generate(&self.pod, observed, &input);
+        if !status::changed(self.pod.status.as_ref(), &new) {
+            return Ok(());
+        }
+        let api: Api<Pod> = Api::namespaced(
+            self.shared.client.clone(),
+            self.pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
+        let name = self.pod.metadata.name.clone().unwrap_or_default();
+        let patch = serde_json::json!({
+            "metadata": {"uid": self.uid},
+            "status": new,
+        });
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(p) => self.pod = Arc::new(p),
+            Err(e) => return Err(Error::api(e)),
+        }
+        Ok(())
+    }
+
+    fn remember_running(&self, observed: &Observed) {
+        if let Ok(mut m) = self.shared.running.lock() {
+            m.insert(self.uid.clone(), self.pod.clone());
+        }
+        let parent = oci::pod_cgroup_parent(CGROUP_ROOT, oci::qos_class(&self.pod), &self.uid);
+        let containers = observed
+            .runs
+            .iter()
+            .filter_map(|r| match &r.state {
+                actions::RunState::Running { started_at } => Some(ContainerCgroup {
+                    name: r.name.clone(),
+                    start_time: started_at.to_string(),
+                    cgroup: oci::container_cgroup_path(&parent, &r.id),
+                    log_dir: Some(self.pods_dir().join(&self.uid).join("logs").join(&r.name)),
+                }),
+                _ => None,
+            })
+            .collect();
+        let entry = PodCgroups {
+            pod_ref: PodReference {
+                name: self.pod.metadata.name.clone().unwrap_or_default(),
+                namespace: self.pod.metadata.namespace.clone().unwrap_or_default(),
+                uid: self.uid.clone(),
+            },
+            start_time: self.started_at.to_string(),
+            cgroup: parent,
+            containers,
+            netns_pid: None,
+        };
+        if let Ok(mut m) = self.shared.cgroups.lock() {
+            m.insert(self.uid.clone(), entry);
+        }
+    }
+
+    fn forget_running(&self) {
+        if let Ok(mut m) = self.shared.running.lock() {
+            m.remove(&self.uid);
+        }
+        if let Ok(mut m) = self.shared.cgroups.lock() {
+            m.remove(&self.uid);
+        }
+    }
+
+    fn forget_owner(&self, id: &str) {
+        if let Ok(mut o) = self.shared.owners.lock() {
+            o.remove(id);
+        }
+        if let Ok(mut o) = self.shared.oom.lock() {
+            o.remove(id);
+        }
+    }
+}
+
+/// Namespaces, CNI and the pod's files; adopts what an earlier run of skiff set up.
+fn sandbox_blocking(
+    shared: &Shared,
+    pod: &Pod,
+    uid: &str,
+    host_ip: Option<String>,
+) -> Result<Sandbox, Error> {
+    let pod_dir = shared.pods_dir().join(uid);
+    let host_net = host_network(pod);
+    let (ips, netns) = if host_net {
+        let ips = host_ip.and_then(|ip| ip.parse().ok()).into_iter().collect();
+        (ips, None)
+    } else {
+        let netns_err = |source| Error::Netns {
+            pod_uid: uid.to_string(),
+            source,
+        };
+        let ns = match shared.netns.open(uid).map_err(netns_err)? {
+            Some(ns) if ns.net.is_some() => ns,
+            _ => shared
+                .netns
+                .create(uid, &NamespaceKind::ALL)
+                .map_err(netns_err)?,
+        };
+        let net = ns.net.clone().ok_or_else(|| Error::NoNetns {
+            pod_uid: uid.to_string(),
+        })?;
+        let cni_err = |source| Error::Cni {
+            pod_uid: uid.to_string(),
+            source,
+        };
+        // Adopt an attachment made before a restart; otherwise add one.
+        let cached = shared
+            .cni
+            .attachments()
+            .map_err(cni_err)?
+            .into_iter()
+            .find(|e| e.container_id == uid)
+            .and_then(|e| serde_json::from_value::<CniResult>(e.result).ok())
+            .map(|r| r.addresses_of(POD_IFNAME))
+            .filter(|ips| !ips.is_empty());
+        let ips = match cached {
+            Some(ips) => ips,
+            None => {
+                shared
+                    .cni
+                    .add(&Attachment::for_pod(pod, &net))
+                    .map_err(cni_err)?
+                    .ips
+            }
+        };
+        (ips, Some(ns))
+    };
+    // hosts, hostname, resolv.conf
+    let node_hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let aliases = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_aliases.clone())
+        .unwrap_or_default();
+    let (hosts, hostname) = if host_net {
+        let node_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+        (
+            pod_files::render_host_network_hosts(&node_hosts, &aliases),
+            node_hostname,
+        )
+    } else {
+        let h = pod_files::pod_hostname(pod, &shared.config.cluster_domain)
+            .map_err(|source| Error::PodFiles { source })?;
+        let fqdn = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.set_hostname_as_fqdn)
+            .unwrap_or(false);
+        let kernel = h
+            .kernel_hostname(fqdn)
+            .map_err(|source| Error::PodFiles { source })?;
+        (pod_files::render_hosts(&ips, &h, &aliases), kernel)
+    };
+    let host_resolv = std::fs::read_to_string(&shared.config.resolv_conf)
+        .ok()
+        .map(|t| ResolvConf::parse(&t));
+    let dns = pod_dns(
+        pod,
+        &ClusterDns {
+            servers: shared.config.cluster_dns.clone(),
+            domain: shared.config.cluster_domain.clone(),
+        },
+        host_resolv.as_ref(),
+    );
+    let files = vec![
+        (pod_dir.join("etc-hosts"), "/etc/hosts"),
+        (pod_dir.join("etc-hostname"), "/etc/hostname"),
+        (pod_dir.join("resolv.conf"), "/etc/resolv.conf"),
+    ];
+    let contents = [
+        hosts,
+        pod_files::render_hostname(&hostname),
+        dns.config.render(),
+    ];
+    for ((path, _), text) in files.iter().zip(contents) {
+        write_file(path, &text)?;
+    }
+    Ok(Sandbox {
+        ips,
+        netns,
+        files,
+        hostname,
+    })
+}
+
+/// Removes the containers, network, namespaces, volumes, cgroups and directory of pod `uid`.
+/// `pod` (when known) lets CNI DEL name it; the cached attachment is used otherwise.
+pub(super) async fn cleanup_pod(
+    shared: &Arc<Shared>,
+    uid: &str,
+    pod: Option<&Pod>,
+) -> Result<(), Error> {
+    let recs = containers::records(&shared.runtime, Some(uid)).await?;
+    let grace = pod.map(grace_period).unwrap_or(Duration::ZERO);
+    for r in &recs {
+        containers::stop(&shared.runtime, &r.id, grace).await?;
+    }
+    for r in &recs {
+        containers::remove(&shared.runtime, &r.id).await?;
+        if let Ok(mut o) = shared.owners.lock() {
+            o.remove(&r.id);
+        }
+        if let Ok(mut o) = shared.oom.lock() {
+            o.remove(&r.id);
+        }
+    }
+    let shared2 = shared.clone();
+    let uid2 = uid.to_string();
+    let pod2 = pod.cloned();
+    tokio::task::spawn_blocking(move || -> Result<(), Error> {
+        let shared = shared2;
+        let uid = uid2.as_str();
+        let netns_err = |source| Error::Netns {
+            pod_uid: uid.to_string(),
+            source,
+        };
+        let cni_err = |source| Error::Cni {
+            pod_uid: uid.to_string(),
+            source,
+        };
+        let ns = shared.netns.open(uid).map_err(netns_err)?;
+        let cached = shared
+            .cni
+            .attachments()
+            .map_err(cni_err)?
+            .into_iter()
+            .any(|e| e.container_id == uid);
+        if cached {
+            let net = ns.as_ref().and_then(|n| n.net.clone()).unwrap_or_default();
+            let att = match &pod2 {
+                Some(p) => Attachment::for_pod(p, &net),
+                None => Attachment {
+                    container_id: uid.to_string(),
+                    netns: net,
+                    pod_namespace: String::new(),
+                    pod_name: String::new(),
+                    pod_uid: uid.to_string(),
+                    port_mappings: Vec::new(),
+                },
+            };
+            shared.cni.del(&att).map_err(cni_err)?;
+        }
+        if ns.is_some() {
+            shared.netns.delete(uid).map_err(netns_err)?;
+        }
+        shared
+            .volumes
+            .teardown(uid)
+            .map_err(|source| Error::Volumes {
+                pod_uid: uid.to_string(),
+                source,
+            })?;
+        remove_pod_cgroups(uid);
+        let dir = shared.pods_dir().join(uid);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(Error::Io { path: dir, source }),
+        }
+    })
+    .await
+    .map_err(|source| Error::Join { source })?
+}
+
+/// Removes the pod's (now empty) cgroup directories in every hierarchy.
+fn remove_pod_cgroups(uid: &str) {
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
+    roots.extend(hierarchies.flatten().map(|h| h.path()));
+    for root in roots {
+        for qos in [
+            oci::QosClass::Guaranteed,
+            oci::QosClass::Burstable,
+            oci::QosClass::BestEffort,
+        ] {
+            let parent = oci::pod_cgroup_parent(CGROUP_ROOT, qos, uid);
+            let dir = root.join(parent.trim_start_matches('/'));
+            if dir.is_dir() {
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+    }
+}
+
+/// After a restart: containers (and sandboxes) of pods not bound here any more are removed;
+/// containers of current pods are left to their workers (adopted as they are).
+pub(super) async fn clean_orphans(
+    shared: &Arc<Shared>,
+    bound: &HashSet<String>,
+) -> Result<(), Error> {
+    let mut uids: HashSet<String> = containers::records(&shared.runtime, None)
+        .await?
+        .into_iter()
+        .map(|r| r.pod_uid)
+        .collect();
+    if let Ok(list) = shared.netns.list() {
+        uids.extend(list.into_iter().map(|n| n.pod_uid));
+    }
+    for uid in uids.difference(bound) {
+        if let Err(e) = cleanup_pod(shared, uid, None).await {
+            warn!(pod_uid = %uid, error = %e, "cleaning up an orphaned pod");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grace_period_prefers_the_deletion_grace() {
+        let pod = |meta: serde_json::Value, spec: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({"metadata": meta, "spec": spec})).unwrap()
+        };
+        let cases = [
+            (
+                pod(serde_json::json!({}), serde_json::json!({"containers": []})),
+                30,
+            ),
+            (
+                pod(
+                    serde_json::json!({}),
+                    serde_json::json!({"containers": [], "terminationGracePeriodSeconds": 5}),
+                ),
+                5,
+            ),
+            (
+                pod(
+                    serde_json::json!({"deletionGracePeriodSeconds": 2}),
+                    serde_json::json!({"containers": [], "terminationGracePeriodSeconds": 5}),
+                ),
+                2,
+            ),
+        ];
+        for (p, want) in cases {
+            assert_eq!(grace_period(&p), Duration::from_secs(want));
+        }
+    }
+
+    #[test]
+    fn field_paths_name_the_container_list() {
+        let p: Pod = serde_json::from_value(serde_json::json!({
+            "spec": {"initContainers": [{"name": "i"}], "containers": [{"name": "a"}]}
+        }))
+        .unwrap();
+        assert_eq!(field_path(&p, "a").as_deref(), Some("spec.containers{a}"));
+        assert_eq!(
+            field_path(&p, "i").as_deref(),
+            Some("spec.initContainers{i}")
+        );
+        assert_eq!(field_path(&p, "x"), None);
+    }
+}
