@@ -291,7 +291,11 @@ async fn exercise(
     assert_eq!(status.qos_class.as_deref(), Some("BestEffort"));
     let body = http_get(node_netns, &format!("http://{ip}/")).expect("pod answers http");
     assert_eq!(body.trim(), "hello-from-pod");
-    assert_eq!(pods.running().len(), 2, "both pods are admitted");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pods.running().len() != 2 {
+        assert!(Instant::now() < deadline, "both pods are admitted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     wait_pod(&api, "crash", "CrashLoopBackOff", |p| {
         let s = p.status.clone().unwrap_or_default();

@@ -12,6 +12,7 @@
 pub mod actions;
 pub mod containers;
 pub mod images;
+mod sandbox;
 pub mod sources;
 pub mod status;
 mod worker;
@@ -319,7 +320,7 @@ async fn dispatch(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
                         }
                         if !adopted {
                             adopted = true;
-                            if let Err(e) = worker::clean_orphans(&shared, &seen).await {
+                            if let Err(e) = sandbox::clean_orphans(&shared, &seen).await {
                                 warn!(error = %e, "cleaning up containers of pods not bound here");
                             }
                         }
