@@ -385,7 +385,8 @@ mod tests {
         });
         let never = json!({"restartPolicy": "Never", "containers": [{"name": "a"}]});
         let on_failure = json!({"restartPolicy": "OnFailure", "containers": [{"name": "a"}]});
-        let cases: Vec<(&str, serde_json::Value, Vec<Run>, i64, Vec<Action>)> = vec![
+        type Case = (&'static str, serde_json::Value, Vec<Run>, i64, Vec<Action>);
+        let cases: Vec<Case> = vec![
             (
                 "fresh pod starts all apps",
                 two_apps.clone(),

@@ -213,18 +213,33 @@ pub async fn observe(
     Ok((Observed { runs }, recs))
 }
 
+/// One container run to create: the record, its rootfs snapshot and its stdio.
+pub struct NewRun<'a> {
+    /// The container id ([`container_id`]); also the snapshot key.
+    pub id: &'a str,
+    /// The normalised image name.
+    pub image: &'a str,
+    /// The image's top chain ID, the snapshot parent.
+    pub chain_id: &'a str,
+    pub labels: BTreeMap<String, String>,
+    pub spec: &'a oci_spec::runtime::Spec,
+    /// The binary the shim runs as log driver, and the log file it writes.
+    pub log_driver: &'a Path,
+    pub log: &'a Path,
+}
+
 /// Creates the container record (snapshot prepared under a lease) and starts its task with
 /// stdio to the log driver. Idempotent: an existing record or task of the same id is reused.
-pub async fn create_and_start(
-    client: &RuntimeClient,
-    id: &str,
-    image: &str,
-    chain_id: &str,
-    labels: BTreeMap<String, String>,
-    spec: &oci_spec::runtime::Spec,
-    log_driver: &Path,
-    log: &Path,
-) -> Result<u32, Error> {
+pub async fn create_and_start(client: &RuntimeClient, run: NewRun<'_>) -> Result<u32, Error> {
+    let NewRun {
+        id,
+        image,
+        chain_id,
+        labels,
+        spec,
+        log_driver,
+        log,
+    } = run;
     if client
         .get_container(id)
         .await

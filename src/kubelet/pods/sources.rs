@@ -3,7 +3,7 @@
 //! blocking thread (`spawn_blocking`), never from an async task.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -90,12 +90,10 @@ impl Sources for ApiSources {
             &PostParams::default(),
             &body,
         ))?;
-        let fallback = SystemTime::now()
-            + Duration::from_secs(u64::try_from(request.expiration_seconds).unwrap_or(3600));
         match created.status {
             Some(status) => Ok(Token {
                 token: status.token,
-                expiration: SystemTime::try_from(status.expiration_timestamp.0).unwrap_or(fallback),
+                expiration: SystemTime::from(status.expiration_timestamp.0),
             }),
             None => Err(format!(
                 "token request for service account {}/{} answered without a token",

@@ -508,18 +508,20 @@ impl Worker {
                 }
             })?;
         let log = containers::log_path(&self.pods_dir(), &self.uid, name, restart_count);
-        match containers::create_and_start(
+        let started = containers::create_and_start(
             &self.shared.runtime,
-            &id,
-            &normalized,
-            &image.chain_id,
-            containers::labels(&self.pod, name, restart_count),
-            &spec,
-            &self.shared.log_driver,
-            &log,
+            containers::NewRun {
+                id: &id,
+                image: &normalized,
+                chain_id: &image.chain_id,
+                labels: containers::labels(&self.pod, name, restart_count),
+                spec: &spec,
+                log_driver: &self.shared.log_driver,
+                log: &log,
+            },
         )
-        .await
-        {
+        .await;
+        match started {
             Ok(_) => {
                 self.event_normal(Some(name), "Created", format!("Created container {name}"));
                 self.event_normal(Some(name), "Started", format!("Started container {name}"));
