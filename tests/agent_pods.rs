@@ -264,6 +264,16 @@ async fn exercise(
         "web",
         "mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 80 -h /www",
     );
+    // readiness through an exec probe (containerd exec), preStop through an exec hook
+    let mut web = serde_json::to_value(&web).unwrap();
+    web["spec"]["containers"][0]["readinessProbe"] = serde_json::json!({
+        "exec": {"command": ["cat", "/www/index.html"]},
+        "periodSeconds": 1,
+    });
+    web["spec"]["containers"][0]["lifecycle"] = serde_json::json!({
+        "preStop": {"exec": {"command": ["sh", "-c", "echo stopping"]}},
+    });
+    let web: Pod = serde_json::from_value(web).unwrap();
     api.create(&PostParams::default(), &web).await.unwrap();
     let crash = pod("crash", "echo bye; exit 1");
     api.create(&PostParams::default(), &crash).await.unwrap();

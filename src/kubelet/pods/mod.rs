@@ -11,6 +11,7 @@
 
 pub mod actions;
 pub mod containers;
+pub mod exec;
 pub mod images;
 mod sandbox;
 pub mod sources;
@@ -135,6 +136,7 @@ pub(crate) struct Shared {
     /// The binary containerd's shim runs as the log driver.
     pub log_driver: PathBuf,
     pub node_facts: crate::kubelet::oci::NodeFacts,
+    pub probes: crate::kubelet::probes::ProbeManager,
     /// Container ids the kernel's OOM killer hit.
     pub oom: Mutex<HashSet<String>>,
     /// Container id → pod UID, to route task exits.
@@ -222,7 +224,15 @@ impl Pods {
             cgroup_v2: std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
             ..Default::default()
         };
+        let probes = crate::kubelet::probes::ProbeManager::new(
+            Arc::new(exec::ContainerdExec {
+                runtime: runtime.clone(),
+                dir: config.agent_dir.join("exec"),
+            }),
+            crate::kubelet::probes::ProbeManagerConfig::default(),
+        );
         let shared = Arc::new(Shared {
+            probes,
             netns: NamespaceDir::new(config.agent_dir.join("netns")),
             client,
             runtime,
@@ -270,6 +280,8 @@ async fn dispatch(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut adopted = false;
     let mut resubscribe = tokio::time::interval(std::time::Duration::from_secs(5));
     let mut events_alive = true;
+    let mut probe_results = shared.probes.results();
+    let mut probe_events = shared.probes.events();
     let send = |workers: &mut BTreeMap<String, mpsc::UnboundedSender<Msg>>,
                 uid: &str,
                 pod: Option<Arc<Pod>>,
@@ -351,6 +363,21 @@ async fn dispatch(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
                     Some(Ok(_)) => {}
                     Some(Err(e)) => { debug!(error = %e, "task events"); events_alive = false; }
                     None => events_alive = false,
+                }
+            }
+            r = probe_results.recv() => {
+                match r {
+                    Ok(update) => send(&mut workers, &update.pod_uid, None, Msg::Poke),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        for tx in workers.values() { let _ = tx.send(Msg::Poke); }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {}
+                }
+            }
+            Ok(e) = probe_events.recv() => {
+                let pod = shared.running.lock().ok().and_then(|m| m.get(&e.pod_uid).cloned());
+                if let Some(pod) = pod {
+                    worker::probe_event(&shared, &pod, &e);
                 }
             }
             _ = resubscribe.tick(), if !events_alive => {

@@ -46,6 +46,8 @@ struct Worker {
     announced: HashSet<String>,
     started_at: Timestamp,
     last_refresh: Option<std::time::Instant>,
+    /// Container ids the probe manager was told about.
+    probed: HashSet<String>,
 }
 
 /// The worker of pod `uid`; ends when the pod is gone and cleaned up, or on shutdown.
@@ -69,6 +71,7 @@ pub(super) async fn run(
         announced: HashSet::new(),
         started_at: Timestamp::now(),
         last_refresh: None,
+        probed: HashSet::new(),
     };
     loop {
         // Apply every queued message before syncing.
@@ -136,6 +139,15 @@ fn field_path(pod: &Pod, name: &str) -> Option<String> {
         .flatten()
         .position(|c| c.name == name)
         .map(|_| format!("spec.initContainers{{{name}}}"))
+}
+
+/// Records a probe's `Unhealthy` (or other) event on the pod.
+pub(super) fn probe_event(shared: &Shared, pod: &Pod, e: &crate::kubelet::probes::ProbeEvent) {
+    let field = field_path(pod, &e.container);
+    let object = object_ref(pod, field);
+    shared
+        .recorder
+        .warning(&object, e.reason, e.message.clone());
 }
 
 fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
@@ -240,8 +252,10 @@ impl Worker {
         }
 
         let (observed, _) = self.observe().await?;
+        self.track_probes(&observed);
         let now = Timestamp::now();
-        let steps = actions::compute(&self.pod, &observed, &[], now);
+        let unhealthy = self.unhealthy(&observed);
+        let steps = actions::compute(&self.pod, &observed, &unhealthy, now);
         let mut waiting = BTreeMap::new();
         let mut next = RESYNC;
         let mut changed = false;
@@ -308,7 +322,9 @@ impl Worker {
             self.forget_owner(&run.id);
         }
         let observed = if changed {
-            self.observe().await?.0
+            let o = self.observe().await?.0;
+            self.track_probes(&o);
+            o
         } else {
             observed
         };
@@ -357,6 +373,56 @@ impl Worker {
         self.shared
             .recorder
             .warning(&object_ref(&self.pod, field), reason, message);
+    }
+
+    /// Tells the probe manager about the pod and about runs that started or exited.
+    fn track_probes(&mut self, observed: &Observed) {
+        let ip = self
+            .sandbox
+            .as_ref()
+            .and_then(|s| s.ips.first())
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        self.shared.probes.add_pod(&self.pod, &ip);
+        for name in observed
+            .runs
+            .iter()
+            .map(|r| r.name.clone())
+            .collect::<HashSet<_>>()
+        {
+            let Some(run) = observed.current(&name) else {
+                continue;
+            };
+            if run.is_running() {
+                if self.probed.insert(run.id.clone()) {
+                    self.shared.probes.container_started(
+                        &self.uid,
+                        &name,
+                        &run.id,
+                        tokio::time::Instant::now(),
+                    );
+                }
+            } else if self.probed.remove(&run.id) {
+                self.shared.probes.container_exited(&self.uid, &name);
+            }
+        }
+    }
+
+    /// Running containers whose liveness or startup probe failed.
+    fn unhealthy(&self, observed: &Observed) -> Vec<String> {
+        use crate::kubelet::probes::{ProbeKind, ProbeOutcome};
+        observed
+            .runs
+            .iter()
+            .filter(|r| r.is_running())
+            .filter(|r| {
+                [ProbeKind::Liveness, ProbeKind::Startup].iter().any(|k| {
+                    self.shared.probes.outcome(&self.uid, &r.name, *k)
+                        == Some(ProbeOutcome::Failure)
+                })
+            })
+            .map(|r| r.name.clone())
+            .collect()
     }
 
     // ---- sandbox ----
@@ -525,6 +591,7 @@ impl Worker {
             Ok(_) => {
                 self.event_normal(Some(name), "Created", format!("Created container {name}"));
                 self.event_normal(Some(name), "Started", format!("Started container {name}"));
+                self.post_start(name, &id).await;
                 Ok(())
             }
             Err(e) => {
@@ -671,7 +738,14 @@ impl Worker {
             );
             let client = self.shared.runtime.clone();
             let id = run.id.clone();
-            stops.push(async move { containers::stop(&client, &id, grace).await });
+            let name = run.name.clone();
+            stops.push(async move {
+                // preStop within the grace period; SIGTERM gets what is left of it
+                let begun = std::time::Instant::now();
+                self.pre_stop(&name, &id, grace).await;
+                let left = grace.saturating_sub(begun.elapsed());
+                containers::stop(&client, &id, left).await
+            });
         }
         for r in futures::future::join_all(stops).await {
             r?;
@@ -679,9 +753,77 @@ impl Worker {
         Ok(())
     }
 
+    fn pod_ip(&self) -> String {
+        self.sandbox
+            .as_ref()
+            .and_then(|s| s.ips.first())
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+
+    /// Runs the container's preStop hook, at most `grace`.
+    async fn pre_stop(&self, name: &str, id: &str, grace: Duration) {
+        let Some(container) = find_container(&self.pod, name) else {
+            return;
+        };
+        let Some(handler) = container
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref())
+        else {
+            return;
+        };
+        let ip = self.pod_ip();
+        let target = crate::kubelet::probes::ProbeTarget {
+            pod: &self.pod,
+            container,
+            container_id: id,
+            pod_ip: &ip,
+        };
+        let exec = self.exec_runner();
+        let run = crate::kubelet::probes::run_hook(handler, &target, &exec);
+        if let Ok(Err(e)) = tokio::time::timeout(grace, run).await {
+            self.event_warning(Some(name), "FailedPreStopHook", e.to_string());
+        }
+    }
+
+    /// Runs the postStart hook of a started run; a failed hook kills the run (upstream).
+    async fn post_start(&self, name: &str, id: &str) {
+        let Some(container) = find_container(&self.pod, name) else {
+            return;
+        };
+        let Some(handler) = container
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.post_start.as_ref())
+        else {
+            return;
+        };
+        let ip = self.pod_ip();
+        let target = crate::kubelet::probes::ProbeTarget {
+            pod: &self.pod,
+            container,
+            container_id: id,
+            pod_ip: &ip,
+        };
+        let exec = self.exec_runner();
+        if let Err(e) = crate::kubelet::probes::run_hook(handler, &target, &exec).await {
+            self.event_warning(Some(name), "FailedPostStartHook", e.to_string());
+            let _ = containers::stop(&self.shared.runtime, id, grace_period(&self.pod)).await;
+        }
+    }
+
+    fn exec_runner(&self) -> super::exec::ContainerdExec {
+        super::exec::ContainerdExec {
+            runtime: self.shared.runtime.clone(),
+            dir: self.shared.config.agent_dir.join("exec"),
+        }
+    }
+
     /// Removes everything the pod had on this node.
     async fn cleanup(&mut self) -> Result<(), Error> {
         self.forget_running();
+        self.shared.probes.remove_pod(&self.uid);
         cleanup_pod(&self.shared, &self.uid, Some(&self.pod)).await
     }
 
@@ -713,11 +855,39 @@ impl Worker {
         host_ip: Option<String>,
         waiting: BTreeMap<String, Waiting>,
     ) -> Result<(), Error> {
-        let running: Vec<String> = observed
-            .runs
+        let probes = &self.shared.probes;
+        let current_running = |name: &str| observed.current(name).is_some_and(|r| r.is_running());
+        let names: Vec<&Container> = self
+            .pod
+            .spec
             .iter()
-            .filter(|r| r.is_running())
-            .map(|r| r.name.clone())
+            .flat_map(|s| {
+                s.containers
+                    .iter()
+                    .chain(s.init_containers.iter().flatten())
+            })
+            .collect();
+        let probed = |c: &Container| {
+            c.restart_policy.as_deref() == Some("Always")
+                || self
+                    .pod
+                    .spec
+                    .as_ref()
+                    .is_some_and(|s| s.containers.iter().any(|x| x.name == c.name))
+        };
+        let ready: Vec<String> = names
+            .iter()
+            .filter(|c| {
+                current_running(&c.name) && (!probed(c) || probes.is_ready(&self.uid, &c.name))
+            })
+            .map(|c| c.name.clone())
+            .collect();
+        let started: Vec<String> = names
+            .iter()
+            .filter(|c| {
+                current_running(&c.name) && (!probed(c) || probes.is_started(&self.uid, &c.name))
+            })
+            .map(|c| c.name.clone())
             .collect();
         let input = StatusInput {
             pod_ips: self
@@ -728,8 +898,8 @@ impl Worker {
             host_ip,
             start_time: Some(self.started_at),
             waiting,
-            ready: running.clone(),
-            started: running,
+            ready,
+            started,
             sandbox_ready: self.sandbox.is_some(),
         };
         let new = status::generate(&self.pod, observed, &input);
