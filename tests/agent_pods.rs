@@ -197,29 +197,44 @@ async fn pods_run_crash_loop_and_leave_nothing_when_deleted() {
     .unwrap();
     nodes.create(&PostParams::default(), &node).await.unwrap();
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let pods = Pods::start_with_log_driver(
-        kube.clone(),
-        rt.clone(),
-        cni.clone(),
-        PodsConfig {
-            node_name: NODE.into(),
-            agent_dir: agent.clone(),
-            cluster_dns: vec![],
-            cluster_domain: "cluster.local".into(),
-            resolv_conf: "/etc/resolv.conf".into(),
-            registries: "/nonexistent/registries.yaml".into(),
-        },
-        PathBuf::from(env!("CARGO_BIN_EXE_skiff")),
-        stop_rx,
-    );
+    let stops: std::sync::Mutex<Vec<tokio::sync::watch::Sender<bool>>> = Default::default();
+    let start = || {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        stops.lock().unwrap().push(stop_tx);
+        Pods::start_with_log_driver(
+            kube.clone(),
+            rt.clone(),
+            cni.clone(),
+            PodsConfig {
+                node_name: NODE.into(),
+                agent_dir: agent.clone(),
+                cluster_dns: vec![],
+                cluster_domain: "cluster.local".into(),
+                resolv_conf: "/etc/resolv.conf".into(),
+                registries: "/nonexistent/registries.yaml".into(),
+            },
+            PathBuf::from(env!("CARGO_BIN_EXE_skiff")),
+            stop_rx,
+        )
+    };
+    let stop_all = || {
+        for tx in stops.lock().unwrap().iter() {
+            let _ = tx.send(true);
+        }
+    };
 
-    let result =
-        std::panic::AssertUnwindSafe(exercise(&kube, &rt, &agent, &node_netns.path, &pods))
-            .catch_unwind()
-            .await;
+    let result = std::panic::AssertUnwindSafe(exercise(
+        &kube,
+        &rt,
+        &agent,
+        &node_netns.path,
+        &start,
+        &stop_all,
+    ))
+    .catch_unwind()
+    .await;
 
-    let _ = stop_tx.send(true);
+    stop_all();
     // best effort: nothing of the test may survive it
     let mut managed = BTreeMap::new();
     managed.insert(LABEL_MANAGED.to_string(), "true".to_string());
@@ -257,8 +272,10 @@ async fn exercise(
     rt: &skiff::kubelet::runtime::RuntimeClient,
     agent: &Path,
     node_netns: &Path,
-    pods: &Pods,
+    start: &(dyn Fn() -> Pods + Sync),
+    stop_all: &(dyn Fn() + Sync),
 ) {
+    let first = start();
     let api: Api<Pod> = Api::namespaced(kube.clone(), "default");
     let web = pod(
         "web",
@@ -300,6 +317,23 @@ async fn exercise(
     assert!(cs.image_id.starts_with("sha256:"), "{cs:?}");
     assert_eq!(status.qos_class.as_deref(), Some("BestEffort"));
     let body = http_get(node_netns, &format!("http://{ip}/")).expect("pod answers http");
+    assert_eq!(body.trim(), "hello-from-pod");
+
+    // a restarted pod lifecycle adopts the running container: same id, no restart
+    stop_all();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(first);
+    let pods = start();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let again = api.get("web").await.unwrap().status.unwrap();
+    let cs2 = &again.container_statuses.unwrap()[0];
+    assert_eq!(
+        cs2.container_id, cs.container_id,
+        "the container was adopted"
+    );
+    assert_eq!(cs2.restart_count, 0);
+    assert_eq!(again.pod_ip.as_deref(), Some(ip.as_str()));
+    let body = http_get(node_netns, &format!("http://{ip}/")).expect("adopted pod answers http");
     assert_eq!(body.trim(), "hello-from-pod");
     let deadline = Instant::now() + Duration::from_secs(20);
     while pods.running().len() != 2 {
