@@ -12,6 +12,7 @@
 pub mod actions;
 pub mod containers;
 pub mod exec;
+mod hooks;
 pub mod images;
 mod sandbox;
 pub mod sources;
@@ -377,7 +378,7 @@ async fn dispatch(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
             Ok(e) = probe_events.recv() => {
                 let pod = shared.running.lock().ok().and_then(|m| m.get(&e.pod_uid).cloned());
                 if let Some(pod) = pod {
-                    worker::probe_event(&shared, &pod, &e);
+                    hooks::probe_event(&shared, &pod, &e);
                 }
             }
             _ = resubscribe.tick(), if !events_alive => {

@@ -30,24 +30,24 @@ use super::{CGROUP_ROOT, Error, Msg, Shared};
 /// How often a pod is re-synced without any event.
 const RESYNC: Duration = Duration::from_secs(10);
 
-struct Worker {
-    shared: Arc<Shared>,
-    uid: String,
-    pod: Arc<Pod>,
-    gone: bool,
-    sandbox: Option<Sandbox>,
-    host_ip: Option<String>,
-    volumes: Option<PodVolumes>,
+pub(super) struct Worker {
+    pub(super) shared: Arc<Shared>,
+    pub(super) uid: String,
+    pub(super) pod: Arc<Pod>,
+    pub(super) gone: bool,
+    pub(super) sandbox: Option<Sandbox>,
+    pub(super) host_ip: Option<String>,
+    pub(super) volumes: Option<PodVolumes>,
     /// Image name → image ID of images this pod's containers used.
-    image_ids: BTreeMap<String, String>,
+    pub(super) image_ids: BTreeMap<String, String>,
     /// Container name → why it is waiting (image or create errors).
-    errors: BTreeMap<String, Waiting>,
+    pub(super) errors: BTreeMap<String, Waiting>,
     /// Images whose `Pulled` (already present) event was sent.
-    announced: HashSet<String>,
-    started_at: Timestamp,
-    last_refresh: Option<std::time::Instant>,
+    pub(super) announced: HashSet<String>,
+    pub(super) started_at: Timestamp,
+    pub(super) last_refresh: Option<std::time::Instant>,
     /// Container ids the probe manager was told about.
-    probed: HashSet<String>,
+    pub(super) probed: HashSet<String>,
 }
 
 /// The worker of pod `uid`; ends when the pod is gone and cleaned up, or on shutdown.
@@ -117,7 +117,7 @@ fn pod_name(pod: &Pod) -> String {
     )
 }
 
-fn object_ref(pod: &Pod, field: Option<String>) -> ObjectReference {
+pub(super) fn object_ref(pod: &Pod, field: Option<String>) -> ObjectReference {
     ObjectReference {
         api_version: Some("v1".into()),
         kind: Some("Pod".into()),
@@ -129,7 +129,7 @@ fn object_ref(pod: &Pod, field: Option<String>) -> ObjectReference {
     }
 }
 
-fn field_path(pod: &Pod, name: &str) -> Option<String> {
+pub(super) fn field_path(pod: &Pod, name: &str) -> Option<String> {
     let spec = pod.spec.as_ref()?;
     if spec.containers.iter().any(|c| c.name == name) {
         return Some(format!("spec.containers{{{name}}}"));
@@ -141,16 +141,7 @@ fn field_path(pod: &Pod, name: &str) -> Option<String> {
         .map(|_| format!("spec.initContainers{{{name}}}"))
 }
 
-/// Records a probe's `Unhealthy` (or other) event on the pod.
-pub(super) fn probe_event(shared: &Shared, pod: &Pod, e: &crate::kubelet::probes::ProbeEvent) {
-    let field = field_path(pod, &e.container);
-    let object = object_ref(pod, field);
-    shared
-        .recorder
-        .warning(&object, e.reason, e.message.clone());
-}
-
-fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
+pub(super) fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
     let spec = pod.spec.as_ref()?;
     spec.containers
         .iter()
@@ -190,7 +181,7 @@ pub(super) fn write_file(path: &Path, contents: &str) -> Result<(), Error> {
 }
 
 impl Worker {
-    fn pods_dir(&self) -> PathBuf {
+    pub(super) fn pods_dir(&self) -> PathBuf {
         self.shared.pods_dir()
     }
 
@@ -368,61 +359,11 @@ impl Worker {
             .normal(&object_ref(&self.pod, field), reason, message);
     }
 
-    fn event_warning(&self, container: Option<&str>, reason: &str, message: String) {
+    pub(super) fn event_warning(&self, container: Option<&str>, reason: &str, message: String) {
         let field = container.and_then(|c| field_path(&self.pod, c));
         self.shared
             .recorder
             .warning(&object_ref(&self.pod, field), reason, message);
-    }
-
-    /// Tells the probe manager about the pod and about runs that started or exited.
-    fn track_probes(&mut self, observed: &Observed) {
-        let ip = self
-            .sandbox
-            .as_ref()
-            .and_then(|s| s.ips.first())
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        self.shared.probes.add_pod(&self.pod, &ip);
-        for name in observed
-            .runs
-            .iter()
-            .map(|r| r.name.clone())
-            .collect::<HashSet<_>>()
-        {
-            let Some(run) = observed.current(&name) else {
-                continue;
-            };
-            if run.is_running() {
-                if self.probed.insert(run.id.clone()) {
-                    self.shared.probes.container_started(
-                        &self.uid,
-                        &name,
-                        &run.id,
-                        tokio::time::Instant::now(),
-                    );
-                }
-            } else if self.probed.remove(&run.id) {
-                self.shared.probes.container_exited(&self.uid, &name);
-            }
-        }
-    }
-
-    /// Running containers whose liveness or startup probe failed.
-    fn unhealthy(&self, observed: &Observed) -> Vec<String> {
-        use crate::kubelet::probes::{ProbeKind, ProbeOutcome};
-        observed
-            .runs
-            .iter()
-            .filter(|r| r.is_running())
-            .filter(|r| {
-                [ProbeKind::Liveness, ProbeKind::Startup].iter().any(|k| {
-                    self.shared.probes.outcome(&self.uid, &r.name, *k)
-                        == Some(ProbeOutcome::Failure)
-                })
-            })
-            .map(|r| r.name.clone())
-            .collect()
     }
 
     // ---- sandbox ----
@@ -751,73 +692,6 @@ impl Worker {
             r?;
         }
         Ok(())
-    }
-
-    fn pod_ip(&self) -> String {
-        self.sandbox
-            .as_ref()
-            .and_then(|s| s.ips.first())
-            .map(ToString::to_string)
-            .unwrap_or_default()
-    }
-
-    /// Runs the container's preStop hook, at most `grace`.
-    async fn pre_stop(&self, name: &str, id: &str, grace: Duration) {
-        let Some(container) = find_container(&self.pod, name) else {
-            return;
-        };
-        let Some(handler) = container
-            .lifecycle
-            .as_ref()
-            .and_then(|l| l.pre_stop.as_ref())
-        else {
-            return;
-        };
-        let ip = self.pod_ip();
-        let target = crate::kubelet::probes::ProbeTarget {
-            pod: &self.pod,
-            container,
-            container_id: id,
-            pod_ip: &ip,
-        };
-        let exec = self.exec_runner();
-        let run = crate::kubelet::probes::run_hook(handler, &target, &exec);
-        if let Ok(Err(e)) = tokio::time::timeout(grace, run).await {
-            self.event_warning(Some(name), "FailedPreStopHook", e.to_string());
-        }
-    }
-
-    /// Runs the postStart hook of a started run; a failed hook kills the run (upstream).
-    async fn post_start(&self, name: &str, id: &str) {
-        let Some(container) = find_container(&self.pod, name) else {
-            return;
-        };
-        let Some(handler) = container
-            .lifecycle
-            .as_ref()
-            .and_then(|l| l.post_start.as_ref())
-        else {
-            return;
-        };
-        let ip = self.pod_ip();
-        let target = crate::kubelet::probes::ProbeTarget {
-            pod: &self.pod,
-            container,
-            container_id: id,
-            pod_ip: &ip,
-        };
-        let exec = self.exec_runner();
-        if let Err(e) = crate::kubelet::probes::run_hook(handler, &target, &exec).await {
-            self.event_warning(Some(name), "FailedPostStartHook", e.to_string());
-            let _ = containers::stop(&self.shared.runtime, id, grace_period(&self.pod)).await;
-        }
-    }
-
-    fn exec_runner(&self) -> super::exec::ContainerdExec {
-        super::exec::ContainerdExec {
-            runtime: self.shared.runtime.clone(),
-            dir: self.shared.config.agent_dir.join("exec"),
-        }
     }
 
     /// Removes everything the pod had on this node.
