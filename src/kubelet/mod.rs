@@ -19,6 +19,7 @@ pub mod machine;
 pub mod network;
 pub mod node;
 pub mod oci;
+pub mod pods;
 pub mod probes;
 pub mod registry;
 pub mod runtime;

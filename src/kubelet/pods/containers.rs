@@ -1,0 +1,404 @@
+//! A pod's containerd containers: deterministic ids and labels (the node's shared convention),
+//! observing their runs, creating and starting one (snapshot under a lease, log driver stdio),
+//! stopping and removing them. Knows nothing about restart policy or status.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use nix::sys::signal::Signal;
+use sha2::{Digest, Sha256};
+use tracing::debug;
+
+use crate::kubelet::runtime::{ContainerCreate, RuntimeClient, TaskIo, TaskStatus};
+
+use super::actions::{Observed, Run, RunState};
+use super::{
+    Error, LABEL_CONTAINER_NAME, LABEL_MANAGED, LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID,
+    LABEL_RESTART_COUNT,
+};
+
+/// `hex(sha256("<pod uid>/<container name>/<restartCount>"))`.
+pub fn container_id(pod_uid: &str, name: &str, restart_count: u32) -> String {
+    let digest = Sha256::digest(format!("{pod_uid}/{name}/{restart_count}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The labels of run `restart_count` of container `name` of `pod`.
+pub fn labels(pod: &Pod, name: &str, restart_count: u32) -> BTreeMap<String, String> {
+    let m = &pod.metadata;
+    [
+        (LABEL_POD_UID, m.uid.clone().unwrap_or_default()),
+        (LABEL_POD_NAME, m.name.clone().unwrap_or_default()),
+        (LABEL_POD_NAMESPACE, m.namespace.clone().unwrap_or_default()),
+        (LABEL_CONTAINER_NAME, name.to_string()),
+        (LABEL_RESTART_COUNT, restart_count.to_string()),
+        (LABEL_MANAGED, "true".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// `<pods-dir>/<uid>/logs/<container>/<restartCount>.log`.
+pub fn log_path(pods_dir: &Path, pod_uid: &str, name: &str, restart_count: u32) -> PathBuf {
+    pods_dir
+        .join(pod_uid)
+        .join("logs")
+        .join(name)
+        .join(format!("{restart_count}.log"))
+}
+
+/// The host file bind-mounted at the container's `terminationMessagePath`.
+pub fn termination_log(pods_dir: &Path, pod_uid: &str, name: &str, restart_count: u32) -> PathBuf {
+    pods_dir
+        .join(pod_uid)
+        .join("containers")
+        .join(name)
+        .join(restart_count.to_string())
+}
+
+fn proto_time(t: Option<&prost_types::Timestamp>) -> Option<Timestamp> {
+    let t = t?;
+    Timestamp::new(t.seconds, t.nanos).ok()
+}
+
+fn system_time(t: Option<std::time::SystemTime>) -> Option<Timestamp> {
+    Timestamp::try_from(t?).ok()
+}
+
+/// A container record of a pod, from its labels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub id: String,
+    pub pod_uid: String,
+    pub name: String,
+    pub restart_count: u32,
+    pub image: String,
+    pub created_at: Option<Timestamp>,
+}
+
+/// Every container skiff manages, optionally only those of one pod.
+pub async fn records(client: &RuntimeClient, pod_uid: Option<&str>) -> Result<Vec<Record>, Error> {
+    let mut filter = BTreeMap::new();
+    filter.insert(LABEL_MANAGED.to_string(), "true".to_string());
+    if let Some(uid) = pod_uid {
+        filter.insert(LABEL_POD_UID.to_string(), uid.to_string());
+    }
+    let list = client
+        .list_containers(&filter)
+        .await
+        .map_err(Error::runtime)?;
+    Ok(list
+        .into_iter()
+        .filter_map(|c| {
+            let label = |k: &str| c.labels.get(k).cloned();
+            Some(Record {
+                pod_uid: label(LABEL_POD_UID)?,
+                name: label(LABEL_CONTAINER_NAME)?,
+                restart_count: label(LABEL_RESTART_COUNT)?.parse().ok()?,
+                image: c.image.clone(),
+                created_at: proto_time(c.created_at.as_ref()),
+                id: c.id,
+            })
+        })
+        .collect())
+}
+
+/// How an exited run ended, given whether the OOM killer hit it.
+pub fn exit_reason(code: i32, oom: bool) -> &'static str {
+    if oom {
+        "OOMKilled"
+    } else if code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    }
+}
+
+/// The termination message of an exited run: the file's contents (at most 4 KiB), or with
+/// `FallbackToLogsOnError` and a failure, the last 80 lines (at most 2 KiB) of its log.
+pub fn termination_message(
+    pod: &Pod,
+    pods_dir: &Path,
+    run: &Record,
+    exit_code: i32,
+) -> Option<String> {
+    let uid = &run.pod_uid;
+    let container = pod.spec.as_ref().and_then(|s| {
+        s.containers
+            .iter()
+            .chain(s.init_containers.iter().flatten())
+            .find(|c| c.name == run.name)
+    });
+    let file = termination_log(pods_dir, uid, &run.name, run.restart_count);
+    let text = std::fs::read(&file).ok().map(|mut b| {
+        b.truncate(4096);
+        String::from_utf8_lossy(&b).into_owned()
+    });
+    if let Some(t) = text.filter(|t| !t.is_empty()) {
+        return Some(t);
+    }
+    let fallback = container
+        .and_then(|c| c.termination_message_policy.as_deref())
+        .is_some_and(|p| p == "FallbackToLogsOnError");
+    if !fallback || exit_code == 0 {
+        return None;
+    }
+    let log = std::fs::read(log_path(pods_dir, uid, &run.name, run.restart_count)).ok()?;
+    let lines: Vec<String> = log
+        .split(|b| *b == b'\n')
+        .filter_map(|l| {
+            crate::kubelet::logs::cri::decode(l)
+                .map(|e| String::from_utf8_lossy(e.content).into_owned())
+        })
+        .collect();
+    let start = lines.len().saturating_sub(80);
+    let mut out = lines.get(start..).unwrap_or_default().join("\n");
+    if out.len() > 2048 {
+        let cut = out.len() - 2048;
+        let cut = (cut..out.len())
+            .find(|i| out.is_char_boundary(*i))
+            .unwrap_or(0);
+        out = out.split_off(cut);
+    }
+    Some(out)
+}
+
+/// The pod's runs as containerd has them now.
+pub async fn observe(
+    client: &RuntimeClient,
+    pod: &Pod,
+    pods_dir: &Path,
+    pod_uid: &str,
+    oom: &(dyn Fn(&str) -> bool + Sync),
+    image_ids: &BTreeMap<String, String>,
+) -> Result<(Observed, Vec<Record>), Error> {
+    let recs = records(client, Some(pod_uid)).await?;
+    let mut runs = Vec::new();
+    for r in &recs {
+        let task = client.get_task(&r.id).await.map_err(Error::runtime)?;
+        let started_at = r.created_at.unwrap_or_else(Timestamp::now);
+        let state = match task {
+            Some(t) if t.status == TaskStatus::Running || t.status == TaskStatus::Paused => {
+                RunState::Running { started_at }
+            }
+            Some(t) if t.status == TaskStatus::Stopped => {
+                let (code, at) = t
+                    .exit
+                    .map(|e| (i32::try_from(e.code).unwrap_or(i32::MAX), e.exited_at))
+                    .unwrap_or((0, None));
+                let finished_at = system_time(at).unwrap_or_else(Timestamp::now);
+                RunState::Exited {
+                    exit_code: code,
+                    reason: exit_reason(code, oom(&r.id)).to_string(),
+                    message: termination_message(pod, pods_dir, r, code),
+                    started_at: Some(started_at),
+                    finished_at,
+                }
+            }
+            _ => RunState::Created,
+        };
+        runs.push(Run {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            restart_count: r.restart_count,
+            image: r.image.clone(),
+            image_id: image_ids.get(&r.image).cloned().unwrap_or_default(),
+            state,
+        });
+    }
+    Ok((Observed { runs }, recs))
+}
+
+/// One container run to create: the record, its rootfs snapshot and its stdio.
+pub struct NewRun<'a> {
+    /// The container id ([`container_id`]); also the snapshot key.
+    pub id: &'a str,
+    /// The normalised image name.
+    pub image: &'a str,
+    /// The image's top chain ID, the snapshot parent.
+    pub chain_id: &'a str,
+    pub labels: BTreeMap<String, String>,
+    pub spec: &'a oci_spec::runtime::Spec,
+    /// The binary the shim runs as log driver, and the log file it writes.
+    pub log_driver: &'a Path,
+    pub log: &'a Path,
+}
+
+/// Creates the container record (snapshot prepared under a lease) and starts its task with
+/// stdio to the log driver. Idempotent: an existing record or task of the same id is reused.
+pub async fn create_and_start(client: &RuntimeClient, run: NewRun<'_>) -> Result<u32, Error> {
+    let NewRun {
+        id,
+        image,
+        chain_id,
+        labels,
+        spec,
+        log_driver,
+        log,
+    } = run;
+    if client
+        .get_container(id)
+        .await
+        .map_err(Error::runtime)?
+        .is_none()
+    {
+        let lease = format!("skiff-create-{id}");
+        client
+            .create_lease(&lease, Duration::from_secs(300))
+            .await
+            .map_err(Error::runtime)?;
+        let leased = client.with_lease(&lease).map_err(Error::runtime)?;
+        let result = async {
+            if client
+                .stat_snapshot(id)
+                .await
+                .map_err(Error::runtime)?
+                .is_none()
+            {
+                leased
+                    .prepare_snapshot(id, chain_id, Default::default())
+                    .await
+                    .map_err(Error::runtime)?;
+            }
+            leased
+                .create_container(
+                    &ContainerCreate {
+                        id: id.to_string(),
+                        image: image.to_string(),
+                        snapshot_key: id.to_string(),
+                        labels,
+                    },
+                    spec,
+                )
+                .await
+                .map_err(Error::runtime)
+        }
+        .await;
+        let _ = client.delete_lease(&lease).await;
+        if let Err(e) = result {
+            let _ = client.remove_snapshot(id).await;
+            return Err(e);
+        }
+    }
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let uri = crate::kubelet::logs::driver::stdio_uri(log_driver, log);
+    let io = TaskIo {
+        stdin: String::new(),
+        stdout: uri.clone(),
+        stderr: uri,
+        terminal: false,
+    };
+    match client.get_task(id).await.map_err(Error::runtime)? {
+        Some(t) if t.status == TaskStatus::Running => return Ok(t.pid),
+        Some(t) if t.status == TaskStatus::Created => {}
+        Some(_) => {
+            client.delete_task(id).await.map_err(Error::runtime)?;
+            client.create_task(id, &io).await.map_err(Error::runtime)?;
+        }
+        None => {
+            client.create_task(id, &io).await.map_err(Error::runtime)?;
+        }
+    }
+    client.start_task(id).await.map_err(Error::runtime)
+}
+
+/// SIGTERM, then SIGKILL after `grace`; returns once the task stopped (or had none).
+pub async fn stop(client: &RuntimeClient, id: &str, grace: Duration) -> Result<(), Error> {
+    let Some(task) = client.get_task(id).await.map_err(Error::runtime)? else {
+        return Ok(());
+    };
+    if task.status == TaskStatus::Stopped {
+        return Ok(());
+    }
+    if task.status == TaskStatus::Created {
+        client.delete_task(id).await.map_err(Error::runtime)?;
+        return Ok(());
+    }
+    let ignore_gone = |r: Result<(), crate::kubelet::runtime::ClientError>| match r {
+        Err(e) if !e.is_not_found() => {
+            debug!(container = id, error = %e, "signalling container");
+            Ok(())
+        }
+        _ => Ok::<(), Error>(()),
+    };
+    if !grace.is_zero() {
+        ignore_gone(client.kill_task(id, Signal::SIGTERM, false).await)?;
+        if tokio::time::timeout(grace, client.wait_task(id))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+    }
+    ignore_gone(client.kill_task(id, Signal::SIGKILL, true).await)?;
+    let _ = tokio::time::timeout(Duration::from_secs(10), client.wait_task(id)).await;
+    Ok(())
+}
+
+/// Deletes the task, the container record and its snapshot. Missing pieces are fine.
+pub async fn remove(client: &RuntimeClient, id: &str) -> Result<(), Error> {
+    stop(client, id, Duration::ZERO).await?;
+    client.delete_task(id).await.map_err(Error::runtime)?;
+    client.delete_container(id).await.map_err(Error::runtime)?;
+    client.remove_snapshot(id).await.map_err(Error::runtime)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_deterministic_sha256_hex() {
+        let a = container_id("u", "c", 0);
+        assert_eq!(a.len(), 64);
+        assert_eq!(a, container_id("u", "c", 0));
+        assert_ne!(a, container_id("u", "c", 1));
+        // sha256("u/c/0")
+        let want: String = Sha256::digest(b"u/c/0")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(a, want);
+    }
+
+    #[test]
+    fn labels_follow_the_node_convention() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1"}
+        }))
+        .unwrap();
+        let l = labels(&pod, "app", 3);
+        assert_eq!(l[LABEL_POD_UID], "u1");
+        assert_eq!(l[LABEL_POD_NAME], "p");
+        assert_eq!(l[LABEL_POD_NAMESPACE], "ns");
+        assert_eq!(l[LABEL_CONTAINER_NAME], "app");
+        assert_eq!(l[LABEL_RESTART_COUNT], "3");
+        assert_eq!(l[LABEL_MANAGED], "true");
+    }
+
+    #[test]
+    fn exit_reasons_and_paths() {
+        let cases = [
+            (0, false, "Completed"),
+            (1, false, "Error"),
+            (137, true, "OOMKilled"),
+        ];
+        for (code, oom, want) in cases {
+            assert_eq!(exit_reason(code, oom), want);
+        }
+        assert_eq!(
+            log_path(Path::new("/a/pods"), "u", "c", 2),
+            PathBuf::from("/a/pods/u/logs/c/2.log")
+        );
+    }
+}
