@@ -218,7 +218,6 @@ impl<K: Cached> Informer<K> {
     }
 
     /// Applies one watch event to the cache, then tells the handlers.
-
     pub(super) fn apply(&self, writer: &mut Writer<K>, event: Event<K>) {
         let store = &self.shared.store;
         match event {
@@ -408,7 +407,14 @@ mod tests {
                 {"name": "cfg", "configMap": {"name": "cfg"}}]}}))
         .unwrap();
         trim(&mut pod);
-        let kept: Vec<_> = pod.spec.unwrap().volumes.unwrap().into_iter().map(|v| v.name).collect();
+        let kept: Vec<_> = pod
+            .spec
+            .unwrap()
+            .volumes
+            .unwrap()
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
         assert_eq!(kept, ["data", "scratch"]);
         assert!(pod.metadata.managed_fields.is_none());
         let mut node: k8s_openapi::api::core::v1::Node = serde_json::from_value(
@@ -418,5 +424,4 @@ mod tests {
         trim(&mut node);
         assert!(node.metadata.managed_fields.is_none());
     }
-
 }

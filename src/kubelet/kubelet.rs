@@ -20,8 +20,9 @@ use crate::kubelet::network::cni::{Cni, CniConfig, CniError, Ipv4Cidr};
 use crate::kubelet::node::conditions::{Readiness, ThresholdError, Thresholds};
 use crate::kubelet::node::status::{default_route_source, internal_ip};
 use crate::kubelet::node::{NodeAgent, NodeConfig, NodeError, node_ref};
+use crate::kubelet::pods::{Pods, PodsConfig};
 use crate::kubelet::runtime::{Runtime, RuntimeClient, RuntimeConfig, SupervisorError};
-use crate::kubelet::stats::{Collector, CollectorConfig, PodCgroups, PodSource};
+use crate::kubelet::stats::{Collector, CollectorConfig};
 
 /// The kubelet's settings (from `skiff server` / `skiff agent` flags).
 #[derive(Debug, Clone)]
@@ -248,7 +249,14 @@ async fn start_on_runtime(
     // The readiness sender must live as long as the heartbeat (a dropped sender ends it).
     tasks.push(tokio::spawn(hold_until_stopped(readiness, stop_rx.clone())));
 
-    let pods = start_pods(client, &runtime_client, &cni, config, &agent_dir);
+    let pods = start_pods(
+        client,
+        &runtime_client,
+        &cni,
+        config,
+        &agent_dir,
+        stop_rx.clone(),
+    );
     let collector = Collector::new(
         CollectorConfig {
             node_name: config.node_name.clone(),
@@ -257,7 +265,7 @@ async fn start_on_runtime(
             data_dir: config.data_dir.clone(),
             image_fs,
         },
-        pods,
+        pods.stats_source(),
     );
     tasks.push(tokio::spawn(run_until_stopped(
         collector.clone().run(),
@@ -331,37 +339,30 @@ async fn run_until_stopped(
     }
 }
 
-/// No pods yet: the stats collector's source until the pod lifecycle is wired.
-struct NoPods;
-
-impl PodSource for NoPods {
-    fn pods(&self) -> Vec<PodCgroups> {
-        Vec::new()
-    }
-}
-
-/// Starts the pod lifecycle and returns its stats source.
-// podsync: at merge, call `crate::kubelet::pods::Pods::start(client.clone(),
-// runtime.clone(), cni.clone(), PodsConfig { node_name, agent_dir, cluster_dns,
-// cluster_domain, resolv_conf, registries }, stop_rx)`, keep the `Pods` in `Kubelet` (stopped
-// in `Kubelet::stop`) and return `pods.stats_source()` instead of `NoPods`.
+/// Starts the pod lifecycle for this node's pods.
 fn start_pods(
-    _client: &kube::Client,
-    _runtime: &RuntimeClient,
-    _cni: &Arc<Cni>,
+    client: &kube::Client,
+    runtime: &RuntimeClient,
+    cni: &Arc<Cni>,
     config: &KubeletConfig,
     agent_dir: &std::path::Path,
-) -> Arc<dyn PodSource> {
-    tracing::warn!(
-        node = %config.node_name,
-        agent_dir = %agent_dir.display(),
-        cluster_dns = ?config.cluster_dns,
-        cluster_domain = %config.cluster_domain,
-        resolv_conf = %config.resolv_conf.display(),
-        registries = %config.registries.display(),
-        "the pod lifecycle is not part of this build: pods bound to this node are not run"
-    );
-    Arc::new(NoPods)
+    shutdown: watch::Receiver<bool>,
+) -> Pods {
+    let pods_config = PodsConfig {
+        node_name: config.node_name.clone(),
+        agent_dir: agent_dir.to_path_buf(),
+        cluster_dns: config.cluster_dns.clone(),
+        cluster_domain: config.cluster_domain.clone(),
+        resolv_conf: config.resolv_conf.clone(),
+        registries: config.registries.clone(),
+    };
+    Pods::start(
+        client.clone(),
+        runtime.clone(),
+        cni.clone(),
+        pods_config,
+        shutdown,
+    )
 }
 
 impl Kubelet {
