@@ -16,6 +16,7 @@
 pub mod archive;
 pub mod client;
 pub mod config;
+mod exec;
 pub mod import;
 pub mod supervisor;
 mod tasks;
