@@ -2,11 +2,13 @@
 //! port-forward over the Kubernetes WebSocket channel protocols (`channel`) and SPDY/3.1
 //! (`spdy`), routed by `routes` to a `backend::StreamingBackend`, served over TLS by `listener`
 //! behind `auth` (client certificates, TokenReview, SubjectAccessReview). Not yet here: SPDY
-//! sessions and port-forward on the kubelet side. Never reaches containerd directly.
+//! sessions and port-forward on the kubelet side. Only `containerd` (the real node's backend)
+//! reaches containerd; the protocol code never does.
 
 pub mod auth;
 pub mod backend;
 pub mod channel;
+pub mod containerd;
 pub mod listener;
 pub mod query;
 pub mod routes;
