@@ -442,35 +442,30 @@ impl ContainerdBackend {
             .iter()
             .find_map(|c| c.labels.get(LABEL_POD_UID).cloned())
             .ok_or_else(not_found)?;
-        let namespaces = self
+        // No namespace files: a hostNetwork pod, reached on the node's own loopback.
+        let net = self
             .netns
             .open(&uid)
             .map_err(|e| io_error("open pod namespaces")(io::Error::other(e.to_string())))?
-            .ok_or_else(not_found)?;
+            .and_then(|namespaces| namespaces.path(NamespaceKind::Net).map(Path::to_path_buf));
         let target = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let unreachable = || BackendError::PortUnreachable {
             namespace: pod.namespace.clone(),
             name: pod.name.clone(),
             port,
         };
-        let stream = match namespaces.path(NamespaceKind::Net) {
-            // hostNetwork: the node's own loopback.
+        let stream = match net {
             None => std::net::TcpStream::connect_timeout(&target, PORT_CONNECT_TIMEOUT)
                 .map_err(|_| unreachable())?,
-            Some(net) => {
-                let net = net.to_path_buf();
-                tokio::task::spawn_blocking(move || {
-                    run_in_netns(&net, || {
-                        std::net::TcpStream::connect_timeout(&target, PORT_CONNECT_TIMEOUT)
-                    })
+            Some(net) => tokio::task::spawn_blocking(move || {
+                run_in_netns(&net, || {
+                    std::net::TcpStream::connect_timeout(&target, PORT_CONNECT_TIMEOUT)
                 })
-                .await
-                .map_err(|e| io_error("port-forward")(io::Error::other(e)))?
-                .map_err(|e| {
-                    io_error("enter pod network namespace")(io::Error::other(e.to_string()))
-                })?
-                .map_err(|_| unreachable())?
-            }
+            })
+            .await
+            .map_err(|e| io_error("port-forward")(io::Error::other(e)))?
+            .map_err(|e| io_error("enter pod network namespace")(io::Error::other(e.to_string())))?
+            .map_err(|_| unreachable())?,
         };
         stream
             .set_nonblocking(true)
