@@ -96,6 +96,9 @@ async fn collect_logs(
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
+/// Command, stdin, exit code, stdout, stderr.
+type ExecCase<'a> = (&'a [&'a str], Option<&'a str>, i32, &'a str, &'a str);
+
 /// Runs `command` through the backend; returns the outcome, stdout and stderr.
 async fn exec(
     backend: &ContainerdBackend,
@@ -284,7 +287,7 @@ async fn exercise(runtime: &Runtime, data: &Path, cgroup_parent: &str, id: &str,
         "{missing:?}"
     );
 
-    let cases: [(&[&str], Option<&str>, i32, &str, &str); 4] = [
+    let cases: [ExecCase<'_>; 4] = [
         (&["echo", "hi"], None, 0, "hi\n", ""),
         (&["sh", "-c", "exit 3"], None, 3, "", ""),
         (&["cat"], Some("from stdin\n"), 0, "from stdin\n", ""),

@@ -112,6 +112,17 @@ fn start_listener(
     .unwrap()
 }
 
+/// What a request presents and what it must get: name, listener, client certificate, bearer
+/// token, status, body fragment.
+type Case<'a> = (
+    &'a str,
+    SocketAddr,
+    Option<(&'a str, &'a str)>,
+    Option<&'a str>,
+    u16,
+    &'a str,
+);
+
 /// One HTTP/1.1 GET over TLS; returns status and body.
 async fn get(
     addr: SocketAddr,
@@ -169,14 +180,7 @@ fn kubelet_answers_401_403_and_serves_authorized_callers() {
     let ca = pki.server_ca_pem();
     let logs = "/containerLogs/default/p/app?tailLines=2";
     rt.block_on(async {
-        let cases: [(
-            &str,
-            SocketAddr,
-            Option<(&str, &str)>,
-            Option<&str>,
-            u16,
-            &str,
-        ); 6] = [
+        let cases: [Case<'_>; 6] = [
             ("no credentials", allowing, None, None, 401, "Unauthorized"),
             (
                 "unknown token",

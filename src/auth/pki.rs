@@ -838,6 +838,39 @@ mod tests {
     }
 
     #[test]
+    fn kubelet_certificates_name_the_apiserver_and_the_node() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_generate(&config(tmp.path())).unwrap();
+        let client = &pki.kubelet_client().cert_pem;
+        assert_eq!(
+            subject_of(client),
+            (
+                vec!["system:apiserver".into()],
+                vec!["system:masters".into()]
+            )
+        );
+        assert!(client.ends_with(pki.client_ca_pem()));
+        let tls_dir = tmp.path().join("server").join("tls");
+        assert_eq!(&read(&tls_dir, CLIENT_KUBE_APISERVER_CERT), client);
+        let node_ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7));
+        let serving = issue_kubelet_serving(&tls_dir, "node-b", &[node_ip]).unwrap();
+        assert_eq!(
+            subject_of(&serving.cert_pem),
+            (
+                vec!["system:node:node-b".into()],
+                vec!["system:nodes".into()]
+            )
+        );
+        let want: BTreeSet<SanKey> = ["node-b", "localhost", "10.0.0.7"]
+            .iter()
+            .map(|n| SanKey::from(&san_from_str(n).unwrap()))
+            .collect();
+        assert_eq!(sans_of(&serving.cert_pem), want);
+        assert!(serving.cert_pem.ends_with(pki.server_ca_pem()));
+        assert!(summarize(&serving.cert_pem).is_some_and(|s| s.usages == ["ServerAuth"]));
+    }
+
+    #[test]
     fn first_start_writes_every_file_with_k3s_names_and_modes() {
         let tmp = tempfile::tempdir().unwrap();
         let cfg = config(tmp.path());

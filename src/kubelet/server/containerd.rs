@@ -455,8 +455,14 @@ impl ContainerdBackend {
             port,
         };
         let stream = match net {
-            None => std::net::TcpStream::connect_timeout(&target, PORT_CONNECT_TIMEOUT)
-                .map_err(|_| unreachable())?,
+            None => {
+                let connect = tokio::net::TcpStream::connect(target);
+                let stream = tokio::time::timeout(PORT_CONNECT_TIMEOUT, connect)
+                    .await
+                    .map_err(|_| unreachable())?
+                    .map_err(|_| unreachable())?;
+                return Ok(Box::new(stream));
+            }
             Some(net) => tokio::task::spawn_blocking(move || {
                 run_in_netns(&net, || {
                     std::net::TcpStream::connect_timeout(&target, PORT_CONNECT_TIMEOUT)
@@ -599,7 +605,8 @@ mod tests {
         let b = labels("u", "2");
         let c = labels("u", "10");
         let bad = labels("u", "x");
-        let cases: Vec<(Vec<(&str, &HashMap<String, String>)>, Option<&str>)> = vec![
+        type Case<'a> = (Vec<(&'a str, &'a HashMap<String, String>)>, Option<&'a str>);
+        let cases: Vec<Case<'_>> = vec![
             (vec![], None),
             (vec![("a", &a)], Some("a")),
             (vec![("a", &a), ("c", &c), ("b", &b)], Some("c")),
