@@ -30,12 +30,23 @@ pub struct RunningServer {
     serving: tokio::task::JoinHandle<()>,
     /// The controller manager and the scheduler, each run only while it holds its lease.
     elected: Vec<tokio::task::JoinHandle<()>>,
+    /// The local kubelet, unless `--disable-agent`.
+    agent: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningServer {
     /// Stops accepting requests, drains connections, and closes the store.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        // The kubelet first: it stops its loops (and containerd when no container runs) while
+        // the API is still served in-process.
+        if let Some(agent) = self.agent
+            && tokio::time::timeout(AGENT_STOP_TIMEOUT, agent)
+                .await
+                .is_err()
+        {
+            tracing::warn!("the kubelet did not stop in time");
+        }
         // Let the elected components stop and release their leases, so a successor sharing the
         // datastore takes over at once instead of after the lease duration.
         for task in self.elected {
@@ -108,14 +119,17 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
     })?;
     let service_ip = apiserver::kubernetes_service_ip(&service_cidr);
     let advertise = advertise_address(args);
-    let node_name = args.node_name.clone().unwrap_or_else(hostname);
+    let node_name = crate::agent::node_name(args.node_name.as_deref());
+    let kubelet_config = (!args.disable_agent)
+        .then(|| crate::agent::kubelet_config(&args.data_dir, &node_name, &args.node, true))
+        .transpose()?;
 
     let pki_config = PkiConfig {
         tls_dir: server_dir.join("tls"),
         sans: args.tls_san.clone(),
         node_addresses: vec![advertise],
         service_ip: IpAddr::V4(service_ip),
-        node_name,
+        node_name: node_name.clone(),
     };
     let lifetimes = Lifetimes {
         leaf: Duration::from_secs(args.leaf_certificate_lifetime_seconds.max(60)),
@@ -261,7 +275,7 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
         )));
     }
     if !args.disable_scheduler {
-        let client = crate::client::in_process(router, crate::scheduler::identity());
+        let client = crate::client::in_process(router.clone(), crate::scheduler::identity());
         let informers = informers.clone();
         elected.push(tokio::spawn(crate::leader::run_elected(
             client.clone(),
@@ -283,6 +297,24 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
     informers.start(&tx.subscribe());
     tracing::info!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "API server ready");
 
+    // The local node agent, through the same API path a remote one uses, as the node's identity.
+    let agent = kubelet_config.map(|config| {
+        let client = crate::client::in_process(
+            router.clone(),
+            crate::kubelet::hollow::node_identity(&node_name),
+        );
+        let shutdown = tx.subscribe();
+        tokio::spawn(async move {
+            match crate::agent::run_kubelet(client, config, shutdown).await {
+                Ok(()) => {}
+                Err(e) if e.is_stopped() => tracing::info!("the kubelet stopped while starting"),
+                Err(e) => {
+                    tracing::error!(error = %e, "the kubelet did not start; this server runs no node")
+                }
+            }
+        })
+    });
+
     tokio::spawn(renewer.run(
         Duration::from_secs(args.certificate_check_interval_seconds.max(1)),
         tx.subscribe(),
@@ -302,6 +334,7 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
         shutdown: tx,
         serving,
         elected,
+        agent,
     })
 }
 
@@ -337,6 +370,9 @@ fn secrets_transformer(
     Ok(Transformer::from_config(&cfg)?)
 }
 
+/// How long shutdown waits for the kubelet (its containerd gets 10 s to exit).
+const AGENT_STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// How long shutdown waits for the controllers and the scheduler to stop and release leases.
 const ELECTED_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -353,14 +389,6 @@ fn controllers_config(args: &ServerArgs, server_ca_pem: &str) -> crate::controll
     config.node_lifecycle.monitor_period = args.node_monitor_period;
     config.node_ipam.cluster_cidr = Ipv4Cidr::parse(&args.cluster_cidr);
     config
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_lowercase())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Runs the server until SIGTERM or SIGINT.

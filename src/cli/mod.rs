@@ -27,7 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the control plane (and, unless --disable-agent, the node agent).
     Server(ServerArgs),
-    /// Run a node agent against a server (for now: simulated nodes, `--simulate N`).
+    /// Run a node agent against a server: a real kubelet with `--kubeconfig FILE` (joining with
+    /// a token comes later), or simulated nodes with `--simulate N`.
     Agent(AgentArgs),
     /// Control secrets encryption at rest on the running server.
     SecretsEncrypt(SecretsEncryptArgs),
@@ -168,6 +169,9 @@ pub struct ServerArgs {
     #[arg(long)]
     pub disable_agent: bool,
 
+    #[command(flatten)]
+    pub node: NodeArgs,
+
     /// (components) Do not run the controllers (kube-controller-manager's loops).
     #[arg(long)]
     pub disable_controller_manager: bool,
@@ -254,7 +258,8 @@ pub struct AgentArgs {
     )]
     pub config: PathBuf,
 
-    /// (cluster) Kubeconfig to reach the server with (the admin kubeconfig works).
+    /// (cluster) Kubeconfig to reach the server with (the admin kubeconfig works). Joining with
+    /// `--server` and a token is not available yet.
     #[arg(long, env = "SKIFF_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
 
@@ -295,6 +300,27 @@ pub struct AgentArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration, hide = true)]
     pub sim_lease_interval: std::time::Duration,
 
+    /// (data) Folder to hold state (the real kubelet's containerd, images and pods live under
+    /// `<data-dir>/agent`).
+    #[arg(
+        long,
+        short = 'd',
+        env = "SKIFF_DATA_DIR",
+        default_value = "/var/lib/skiff"
+    )]
+    pub data_dir: PathBuf,
+
+    /// (agent/node) Node name of the real kubelet (default: the hostname, lowercased).
+    #[arg(long, env = "SKIFF_NODE_NAME")]
+    pub node_name: Option<String>,
+
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// The node agent's flags shared by `skiff server` and `skiff agent` (k3s names).
+#[derive(Debug, Clone, Default, Args)]
+pub struct NodeArgs {
     /// (agent/node) Registering and starting kubelet with set of labels (key=value).
     #[arg(long)]
     pub node_label: Vec<String>,
@@ -302,6 +328,28 @@ pub struct AgentArgs {
     /// (agent/node) Registering kubelet with set of taints (key=value:Effect).
     #[arg(long)]
     pub node_taint: Vec<String>,
+
+    /// (agent/networking) IPv4 address to advertise for the node (default: the address of the
+    /// default route's interface).
+    #[arg(long)]
+    pub node_ip: Option<IpAddr>,
+
+    /// (agent/runtime) Use the containerd on this socket instead of starting skiff's own.
+    #[arg(long)]
+    pub container_runtime_endpoint: Option<PathBuf>,
+
+    /// (networking) IPv4 cluster IP for the DNS service, written into pods' resolv.conf.
+    #[arg(long, value_delimiter = ',', default_value = "10.43.0.10")]
+    pub cluster_dns: Vec<IpAddr>,
+
+    /// (networking) Cluster domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+
+    /// (agent/flags) Customized flag for the kubelet, as `key=value`; skiff's kubelet takes
+    /// `eviction-hard` and `max-pods`.
+    #[arg(long)]
+    pub kubelet_arg: Vec<String>,
 }
 
 /// Parses `1s`, `500ms`, `2m 30s` (friendly durations) or plain seconds.

@@ -12,10 +12,12 @@
 //! never touches the store, the API server's internals or controllers.
 
 pub mod hollow;
+pub mod kubelet;
 pub mod local_path;
 pub mod logs;
 pub mod machine;
 pub mod network;
+pub mod node;
 pub mod oci;
 pub mod probes;
 pub mod registry;

@@ -8,12 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A `skiff server --disable-agent` process, killed (by pid) when dropped.
+/// A `skiff server --disable-agent` process (or, from [`TestServer::start_with_agent`], one
+/// running its kubelet), killed (by pid) when dropped.
 pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
     pub port: u16,
     child: Option<Child>,
+    agent: bool,
 }
 
 fn free_port() -> u16 {
@@ -29,14 +31,23 @@ impl TestServer {
     }
 
     pub fn start_with(extra: &[&str]) -> TestServer {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(tempfile::tempdir().expect("tempdir"), extra, false)
+    }
+
+    /// A server running its own kubelet (needs root and containerd). `dir` may hold files placed
+    /// before the start (`data/agent/images/`).
+    pub fn start_with_agent(dir: tempfile::TempDir, extra: &[&str]) -> TestServer {
+        Self::start_in(dir, extra, true)
+    }
+
+    fn start_in(dir: tempfile::TempDir, extra: &[&str], agent: bool) -> TestServer {
         let port = free_port();
         let kubeconfig = dir.path().join("kubeconfig.yaml");
         let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
         std::fs::write(dir.path().join("no-config.yaml"), "").expect("empty config file");
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
             .arg("server")
-            .arg("--disable-agent")
+            .args((!agent).then_some("--disable-agent"))
             .arg("--config")
             .arg(dir.path().join("no-config.yaml"))
             .arg("--data-dir")
@@ -59,6 +70,7 @@ impl TestServer {
             kubeconfig,
             port,
             child: Some(child),
+            agent,
         };
         s.wait_ready();
         s
@@ -106,7 +118,7 @@ impl TestServer {
             .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
             .arg("server")
-            .arg("--disable-agent")
+            .args((!self.agent).then_some("--disable-agent"))
             .arg("--config")
             .arg(self.dir.path().join("no-config.yaml"))
             .arg("--data-dir")
@@ -139,7 +151,9 @@ impl Drop for TestServer {
                 .arg("-TERM")
                 .arg(c.id().to_string())
                 .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
+            // A kubelet stops its containerd too.
+            let grace = Duration::from_secs(if self.agent { 20 } else { 5 });
+            let deadline = Instant::now() + grace;
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
                     return;

@@ -151,13 +151,29 @@ async fn register(shared: &Shared, slot: &NodeSlot) -> Result<(), Error> {
 
 /// Renews the node's Lease, creating it when missing.
 async fn renew_lease(shared: &Shared, slot: &NodeSlot) -> Result<(), Error> {
-    let name = &slot.node.name;
-    let api: Api<Lease> = Api::namespaced(slot.client.clone(), LEASE_NAMESPACE);
     let duration = shared.config.lease_renew_interval * 4;
+    renew_node_lease(
+        &slot.client,
+        &slot.node.name,
+        slot.uid().as_deref(),
+        duration,
+    )
+    .await
+}
+
+/// Renews the heartbeat Lease `kube-node-lease/<name>` (owned by the Node with `node_uid`),
+/// creating it when missing; shared by simulated and real nodes.
+pub(crate) async fn renew_node_lease(
+    client: &kube::Client,
+    name: &str,
+    node_uid: Option<&str>,
+    duration: Duration,
+) -> Result<(), Error> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
     let now_micro = node::rfc3339_micro(now());
-    let lease = node::lease(name, slot.uid().as_deref(), &now_micro, duration);
+    let lease = node::lease(name, node_uid, &now_micro, duration);
     let err = |source| Error::Lease {
-        node: name.clone(),
+        node: name.to_string(),
         source,
     };
     let patch = json!({"spec": lease["spec"].clone()});

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
+pub(crate) use heartbeat::renew_node_lease;
 use ipam::PodIps;
 pub use node::{NodeShape, RegisterTaint, SimNode, TaintEffect, parse_label, parse_taint};
 

@@ -211,47 +211,10 @@ pub fn node_info(node: &SimNode, boot_id: &str) -> Value {
 
 /// The kubelet's four conditions of a healthy node (upstream reasons and messages).
 pub fn healthy_conditions(now: &str, transitions: &BTreeMap<String, String>) -> Value {
-    let conds = [
-        (
-            "MemoryPressure",
-            "False",
-            "KubeletHasSufficientMemory",
-            "kubelet has sufficient memory available",
-        ),
-        (
-            "DiskPressure",
-            "False",
-            "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure",
-        ),
-        (
-            "PIDPressure",
-            "False",
-            "KubeletHasSufficientPID",
-            "kubelet has sufficient PID available",
-        ),
-        (
-            "Ready",
-            "True",
-            "KubeletReady",
-            "kubelet is posting ready status",
-        ),
-    ];
-    Value::Array(
-        conds
-            .iter()
-            .map(|(kind, status, reason, message)| {
-                let since = transitions.get(*kind).map_or(now, String::as_str);
-                json!({
-                    "type": kind,
-                    "status": status,
-                    "lastHeartbeatTime": now,
-                    "lastTransitionTime": since,
-                    "reason": reason,
-                    "message": message,
-                })
-            })
-            .collect(),
+    crate::kubelet::node::conditions::render(
+        &crate::kubelet::node::conditions::healthy(),
+        now,
+        |kind, _| transitions.get(kind).map(String::as_str),
     )
 }
 
@@ -312,10 +275,9 @@ pub fn status(
     })
 }
 
-/// The Node object a simulated node registers.
-pub fn registration(shape: &NodeShape, node: &SimNode, boot_id: &str, now: &str) -> Value {
-    let taints: Vec<Value> = shape
-        .taints
+/// Taints as they go into `spec.taints` (no `value` when empty).
+pub fn taints_json(taints: &[RegisterTaint]) -> Vec<Value> {
+    taints
         .iter()
         .map(|t| {
             let mut taint = json!({"key": t.key, "effect": t.effect.as_str()});
@@ -324,7 +286,12 @@ pub fn registration(shape: &NodeShape, node: &SimNode, boot_id: &str, now: &str)
             }
             taint
         })
-        .collect();
+        .collect()
+}
+
+/// The Node object a simulated node registers.
+pub fn registration(shape: &NodeShape, node: &SimNode, boot_id: &str, now: &str) -> Value {
+    let taints = taints_json(&shape.taints);
     let mut spec = json!({
         "podCIDR": node.pod_cidr.to_string(),
         "podCIDRs": [node.pod_cidr.to_string()],
