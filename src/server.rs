@@ -208,10 +208,20 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
     ));
     // The skiff-specific admin endpoints sit behind the same authentication, audit and RBAC
     // layers as the Kubernetes API (only system:masters may use them).
+    let kubelet_client = apiserver::handlers::node_proxy::KubeletClient::new(
+        pki.server_ca_pem(),
+        &pki.kubelet_client().cert_pem,
+        &pki.kubelet_client().key_pem,
+    )
+    .context("loading the kubelet client certificate")?;
     let router = api.router_with(
         axum::Router::new()
             .merge(rotation::router(api.clone(), encryption_files))
-            .merge(renewer.clone().router()),
+            .merge(renewer.clone().router())
+            .merge(apiserver::handlers::node_proxy::routes(
+                api.clone(),
+                kubelet_client,
+            )),
     );
     tokio::spawn(apiserver::authz::sync_policy(
         api.store.raw().clone(),

@@ -62,6 +62,13 @@ pub const CLIENT_ADMIN_KEY: &str = "client-admin.key";
 pub const CLIENT_AUTH_PROXY_CERT: &str = "client-auth-proxy.crt";
 /// Private key of [`CLIENT_AUTH_PROXY_CERT`].
 pub const CLIENT_AUTH_PROXY_KEY: &str = "client-auth-proxy.key";
+/// The API server's client certificate chain for kubelets (`system:apiserver` in
+/// `system:masters`, as k3s names and issues it).
+pub const CLIENT_KUBE_APISERVER_CERT: &str = "client-kube-apiserver.crt";
+/// Private key of [`CLIENT_KUBE_APISERVER_CERT`].
+pub const CLIENT_KUBE_APISERVER_KEY: &str = "client-kube-apiserver.key";
+/// Who the API server is when it calls a kubelet.
+pub const APISERVER_KUBELET_CLIENT_USER: &str = "system:apiserver";
 
 /// Name of the cluster administrator in its client certificate.
 pub const ADMIN_USER: &str = "system:admin";
@@ -253,6 +260,7 @@ pub struct Pki {
     serving: CertKeyPair,
     admin: CertKeyPair,
     auth_proxy: CertKeyPair,
+    kubelet_client: CertKeyPair,
 }
 
 impl fmt::Debug for Pki {
@@ -362,6 +370,19 @@ impl Pki {
             },
             &renew,
         )?;
+        let kubelet_client = ensure_leaf(
+            dir,
+            &client_ca,
+            &LeafSpec {
+                cert_file: CLIENT_KUBE_APISERVER_CERT,
+                key_file: CLIENT_KUBE_APISERVER_KEY,
+                common_name: APISERVER_KUBELET_CLIENT_USER.to_owned(),
+                organizations: vec![MASTERS_GROUP.to_owned()],
+                sans: Vec::new(),
+                usage: ExtendedKeyUsagePurpose::ClientAuth,
+            },
+            &renew,
+        )?;
 
         Ok(Pki {
             tls_dir: dir.to_path_buf(),
@@ -372,6 +393,7 @@ impl Pki {
             serving,
             admin,
             auth_proxy,
+            kubelet_client,
         })
     }
 
@@ -460,6 +482,56 @@ impl Pki {
     pub fn auth_proxy(&self) -> &CertKeyPair {
         &self.auth_proxy
     }
+
+    /// The API server's client certificate chain and key for calls to kubelets.
+    pub fn kubelet_client(&self) -> &CertKeyPair {
+        &self.kubelet_client
+    }
+}
+
+/// Issues a kubelet serving certificate (CN `system:node:<node>`, O `system:nodes`, the node
+/// name and addresses as SANs, as k3s's `serving-kubelet.crt`) signed by the server CA read from
+/// `tls_dir`. Nothing is written: the caller decides where the pair lives.
+pub fn issue_kubelet_serving(
+    tls_dir: &Path,
+    node_name: &str,
+    addresses: &[IpAddr],
+) -> Result<CertKeyPair, PkiError> {
+    let cert_path = tls_dir.join(SERVER_CA_CERT);
+    let key_path = tls_dir.join(SERVER_CA_KEY);
+    let read = |path: &Path| {
+        fs::read_to_string(path).map_err(|source| PkiError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let cert_pem = read(&cert_path)?;
+    let key = parse_key(&key_path, &read(&key_path)?)?;
+    let ca = ca_from_parts(&cert_path, &key_path, cert_pem, key)?;
+    let mut names = vec![node_name.to_owned(), "localhost".to_owned()];
+    names.extend(addresses.iter().map(IpAddr::to_string));
+    let mut seen = BTreeSet::new();
+    let mut sans = Vec::new();
+    for name in names.iter().filter(|n| !n.is_empty()) {
+        let san = san_from_str(name)?;
+        if seen.insert(SanKey::from(&san)) {
+            sans.push(san);
+        }
+    }
+    let spec = LeafSpec {
+        cert_file: "",
+        key_file: "",
+        common_name: format!("system:node:{node_name}"),
+        organizations: vec!["system:nodes".to_owned()],
+        sans,
+        usage: ExtendedKeyUsagePurpose::ServerAuth,
+    };
+    let leaf_key = KeyPair::generate().map_err(|source| PkiError::GenerateKey { source })?;
+    let leaf = issue_leaf(&ca, &spec, &leaf_key, SystemTime::now(), LEAF_VALIDITY)?;
+    Ok(CertKeyPair {
+        cert_pem: format!("{leaf}{}", ca.cert_pem),
+        key_pem: leaf_key.serialize_pem(),
+    })
 }
 
 /// The serving certificate's SANs, in a stable order, without duplicates.
@@ -763,6 +835,39 @@ mod tests {
 
     fn read(dir: &Path, file: &str) -> String {
         fs::read_to_string(dir.join(file)).unwrap()
+    }
+
+    #[test]
+    fn kubelet_certificates_name_the_apiserver_and_the_node() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_generate(&config(tmp.path())).unwrap();
+        let client = &pki.kubelet_client().cert_pem;
+        assert_eq!(
+            subject_of(client),
+            (
+                vec!["system:apiserver".into()],
+                vec!["system:masters".into()]
+            )
+        );
+        assert!(client.ends_with(pki.client_ca_pem()));
+        let tls_dir = tmp.path().join("server").join("tls");
+        assert_eq!(&read(&tls_dir, CLIENT_KUBE_APISERVER_CERT), client);
+        let node_ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7));
+        let serving = issue_kubelet_serving(&tls_dir, "node-b", &[node_ip]).unwrap();
+        assert_eq!(
+            subject_of(&serving.cert_pem),
+            (
+                vec!["system:node:node-b".into()],
+                vec!["system:nodes".into()]
+            )
+        );
+        let want: BTreeSet<SanKey> = ["node-b", "localhost", "10.0.0.7"]
+            .iter()
+            .map(|n| SanKey::from(&san_from_str(n).unwrap()))
+            .collect();
+        assert_eq!(sans_of(&serving.cert_pem), want);
+        assert!(serving.cert_pem.ends_with(pki.server_ca_pem()));
+        assert!(summarize(&serving.cert_pem).is_some_and(|s| s.usages == ["ServerAuth"]));
     }
 
     #[test]

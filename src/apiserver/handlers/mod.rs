@@ -3,6 +3,7 @@
 
 mod convert;
 mod delete;
+pub mod node_proxy;
 mod read;
 mod render;
 mod reviews;

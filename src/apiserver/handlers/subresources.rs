@@ -1,5 +1,5 @@
 //! Subresources handled by the API server itself: scale, pods/binding, namespaces/finalize, and
-//! clear errors for the node-agent subresources until a kubelet serves them.
+//! clear errors for the node-agent subresources where the kubelet proxy is not wired.
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -228,8 +228,9 @@ pub async fn finalize_namespace(ctx: Ctx) -> Result<Response, ApiError> {
     ))
 }
 
-/// log, exec, attach and portforward: upstream answers 400 for a pod with no node; with a node,
-/// they need its node agent, which this server does not run yet.
+/// log, exec, attach and portforward when the kubelet proxy routes (`node_proxy::routes`) are
+/// not part of the router (the in-process router of tests): upstream's 400 for a pod with no
+/// node, otherwise a 503 saying the proxy is missing. Served requests never reach this.
 pub async fn no_node_agent(ctx: Ctx) -> Result<Response, ApiError> {
     let stored = ctx.current().await?;
     let node = stored
@@ -244,8 +245,8 @@ pub async fn no_node_agent(ctx: Ctx) -> Result<Response, ApiError> {
         )));
     }
     let sub = ctx.req.subresource.map(|s| s.name()).unwrap_or("");
-    Err(ApiError::NotSupported(format!(
-        "pods/{sub} needs the node agent on node {node:?}, which this server does not run yet"
+    Err(ApiError::ServiceUnavailable(format!(
+        "pods/{sub} needs the kubelet proxy to reach node {node:?}, which this router does not serve"
     )))
 }
 

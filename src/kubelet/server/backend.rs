@@ -76,6 +76,8 @@ pub enum BackendError {
         name: String,
         port: u16,
     },
+    #[error("{operation} is not supported by this node")]
+    Unsupported { operation: &'static str },
     #[error("{operation} failed: {source}")]
     Io {
         operation: &'static str,

@@ -1,15 +1,20 @@
 //! The kubelet's HTTPS streaming server (port 10250): container logs, exec, attach and
 //! port-forward over the Kubernetes WebSocket channel protocols (`channel`) and SPDY/3.1
-//! (`spdy`), routed by `routes` to a `backend::StreamingBackend`. Not yet here: the TLS
-//! listener with client-certificate authentication and SubjectAccessReview authorization, SPDY
-//! sessions and port-forward. Never reaches containerd directly.
+//! (`spdy`), routed by `routes` to a `backend::StreamingBackend`, served over TLS by `listener`
+//! behind `auth` (client certificates, TokenReview, SubjectAccessReview). Not yet here: SPDY
+//! sessions and port-forward on the kubelet side. Only `containerd` (the real node's backend)
+//! reaches containerd; the protocol code never does.
 
+pub mod auth;
 pub mod backend;
 pub mod channel;
+pub mod containerd;
+pub mod listener;
 pub mod query;
 pub mod routes;
 pub mod spdy;
 pub mod websocket;
 
 pub use backend::{BackendError, LogOptions, PodRef, Session, StreamingBackend};
+pub use listener::{ListenerTls, serve, serving_identity};
 pub use routes::router;

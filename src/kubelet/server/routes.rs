@@ -43,6 +43,7 @@ fn backend_status(error: &BackendError) -> StatusCode {
             StatusCode::NOT_FOUND
         }
         BackendError::NoPreviousLog { .. } => StatusCode::BAD_REQUEST,
+        BackendError::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
         BackendError::PortUnreachable { .. } | BackendError::Io { .. } => {
             StatusCode::INTERNAL_SERVER_ERROR
         }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
@@ -48,6 +48,13 @@ pub(super) async fn serve_session(
                 return;
             }
         }
+        // A normal-closure code: client-go reads only 1000 as the clean end of the streams
+        // (a close frame without a code is 1005, an error for kubectl).
+        let close = Message::Close(Some(CloseFrame {
+            code: close_code::NORMAL,
+            reason: "".into(),
+        }));
+        let _sent = sink.send(close).await;
         let _closed = sink.close().await;
     });
 
