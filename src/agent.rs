@@ -47,8 +47,13 @@ pub fn kubelet_config(
                     .parse()
                     .with_context(|| format!("--kubelet-arg {arg:?}: not a number"))?;
             }
+            "port" => {
+                config.kubelet_port = value
+                    .parse()
+                    .with_context(|| format!("--kubelet-arg {arg:?}: not a port number"))?;
+            }
             _ => bail!(
-                "--kubelet-arg {arg:?}: skiff's kubelet takes only eviction-hard and max-pods"
+                "--kubelet-arg {arg:?}: skiff's kubelet takes only eviction-hard, max-pods and port"
             ),
         }
     }

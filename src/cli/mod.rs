@@ -347,7 +347,7 @@ pub struct NodeArgs {
     pub cluster_domain: String,
 
     /// (agent/flags) Customized flag for the kubelet, as `key=value`; skiff's kubelet takes
-    /// `eviction-hard` and `max-pods`.
+    /// `eviction-hard`, `max-pods` and `port` (its HTTPS API, 10250).
     #[arg(long)]
     pub kubelet_arg: Vec<String>,
 }

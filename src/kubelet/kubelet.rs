@@ -47,6 +47,8 @@ pub struct KubeletConfig {
     pub eviction_hard: String,
     /// `--max-pods`.
     pub max_pods: u32,
+    /// `--port`: the kubelet API's HTTPS port (10250).
+    pub kubelet_port: u16,
 }
 
 impl KubeletConfig {
@@ -65,6 +67,7 @@ impl KubeletConfig {
             registries: PathBuf::from("/etc/skiff/registries.yaml"),
             eviction_hard: String::new(),
             max_pods: crate::kubelet::machine::DEFAULT_MAX_PODS,
+            kubelet_port: crate::kubelet::node::status::KUBELET_PORT,
         }
     }
 }
@@ -89,6 +92,15 @@ pub enum KubeletError {
     Cni { source: CniError },
     #[error("--eviction-hard: {source}")]
     Eviction { source: ThresholdError },
+    #[error("kubelet API listener: {source}")]
+    Listener {
+        source: crate::kubelet::server::listener::ListenerError,
+    },
+    #[error("reading the client CA {path}: {source}")]
+    ClientCa {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl KubeletError {
@@ -206,12 +218,14 @@ async fn start_on_runtime(
     let thresholds = Thresholds::default()
         .with_eviction_hard(&config.eviction_hard, machine.memory_bytes)
         .map_err(|source| KubeletError::Eviction { source })?;
+    let node_ip = internal_ip(config.node_ip, default_route_source());
     let node_config = NodeConfig {
         labels: registered_labels(config),
         thresholds,
         max_pods: config.max_pods,
+        kubelet_port: config.kubelet_port,
         taints: config.taints.clone(),
-        internal_ip: internal_ip(config.node_ip, default_route_source()),
+        internal_ip: node_ip,
         image_fs: image_fs.clone(),
         ..NodeConfig::new(&config.node_name, &config.data_dir)
     };
@@ -269,9 +283,75 @@ async fn start_on_runtime(
     );
     tasks.push(tokio::spawn(run_until_stopped(
         collector.clone().run(),
-        stop_rx,
+        stop_rx.clone(),
     )));
+    if let Err(e) = serve_api(
+        client,
+        config,
+        &runtime_client,
+        &collector,
+        node_ip,
+        stop_rx,
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "the kubelet API is not served: logs, exec and port-forward will not reach this node");
+    }
     Ok((cni, collector))
+}
+
+/// Serves the kubelet API (logs, exec, port-forward, `/stats/summary`) on `--port` over HTTPS
+/// with a serving certificate from the cluster CA, callers authenticated by the client CA or a
+/// TokenReview and authorized by SubjectAccessReview. Needs the server's CA files in the data
+/// dir (a server's own node); an agent on another machine gets its certificate when agents join
+/// with tokens.
+async fn serve_api(
+    client: &kube::Client,
+    config: &KubeletConfig,
+    runtime: &RuntimeClient,
+    collector: &Arc<Collector>,
+    internal_ip: IpAddr,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), KubeletError> {
+    use crate::kubelet::server::{ListenerTls, auth::ApiServerAuth, containerd::ContainerdBackend};
+    let (cert_pem, key_pem) = crate::kubelet::server::serving_identity(
+        &config.data_dir,
+        &config.node_name,
+        &[internal_ip],
+    )
+    .map_err(|source| KubeletError::Listener { source })?;
+    let ca_path = config
+        .data_dir
+        .join("server/tls")
+        .join(crate::auth::pki::CLIENT_CA_CERT);
+    let client_ca_pem =
+        std::fs::read_to_string(&ca_path).map_err(|source| KubeletError::ClientCa {
+            path: ca_path,
+            source,
+        })?;
+    let tls = ListenerTls {
+        node_name: config.node_name.clone(),
+        cert_pem,
+        key_pem,
+        client_ca_pem,
+    };
+    let addr = std::net::SocketAddr::new(
+        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        config.kubelet_port,
+    );
+    crate::kubelet::server::serve(
+        addr,
+        tls,
+        Arc::new(ContainerdBackend::new(runtime.clone(), &config.data_dir)),
+        Arc::new(ApiServerAuth::new(client.clone())),
+        crate::kubelet::stats::router(collector.clone()),
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        },
+    )
+    .await
+    .map_err(|source| KubeletError::Listener { source })?;
+    Ok(())
 }
 
 /// Stops skiff's own containerd unless containers run (then it is left for the next start to

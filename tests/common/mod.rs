@@ -16,6 +16,8 @@ pub struct TestServer {
     pub port: u16,
     child: Option<Child>,
     agent: bool,
+    /// Flags after the standard ones (kept for restarts).
+    extra: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -43,37 +45,55 @@ impl TestServer {
     fn start_in(dir: tempfile::TempDir, extra: &[&str], agent: bool) -> TestServer {
         let port = free_port();
         let kubeconfig = dir.path().join("kubeconfig.yaml");
-        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
         std::fs::write(dir.path().join("no-config.yaml"), "").expect("empty config file");
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if agent && !extra.iter().any(|a| a.starts_with("port=")) {
+            // Tests run side by side: each kubelet API on its own port, not 10250.
+            extra.extend(["--kubelet-arg".into(), format!("port={}", free_port())]);
+        }
+        let mut s = TestServer {
+            dir,
+            kubeconfig,
+            port,
+            child: None,
+            agent,
+            extra,
+        };
+        s.spawn(false);
+        s.wait_ready();
+        s
+    }
+
+    /// Starts the server process with this server's flags (appending to the log on a restart).
+    fn spawn(&mut self, restart: bool) {
+        let path = self.dir.path().join("server.log");
+        let log = if restart {
+            std::fs::OpenOptions::new().append(true).open(&path)
+        } else {
+            std::fs::File::create(&path)
+        }
+        .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
             .arg("server")
-            .args((!agent).then_some("--disable-agent"))
+            .args((!self.agent).then_some("--disable-agent"))
             .arg("--config")
-            .arg(dir.path().join("no-config.yaml"))
+            .arg(self.dir.path().join("no-config.yaml"))
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
+            .arg(self.dir.path().join("data"))
             .arg("--https-listen-port")
-            .arg(port.to_string())
+            .arg(self.port.to_string())
             .arg("--bind-address")
             .arg("127.0.0.1")
             .arg("--write-kubeconfig")
-            .arg(&kubeconfig)
-            .args(extra)
+            .arg(&self.kubeconfig)
+            .args(&self.extra)
             .env("SKIFF_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start skiff");
-        let mut s = TestServer {
-            dir,
-            kubeconfig,
-            port,
-            child: Some(child),
-            agent,
-        };
-        s.wait_ready();
-        s
+        self.child = Some(child);
     }
 
     fn wait_ready(&mut self) {
@@ -108,33 +128,11 @@ impl TestServer {
         }
     }
 
-    /// Starts again on the same data dir and port.
+    /// Starts again on the same data dir, port and flags.
     pub fn restart(&mut self) {
         self.kill9();
         let _ = std::fs::remove_file(&self.kubeconfig);
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .open(self.dir.path().join("server.log"))
-            .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .arg("server")
-            .args((!self.agent).then_some("--disable-agent"))
-            .arg("--config")
-            .arg(self.dir.path().join("no-config.yaml"))
-            .arg("--data-dir")
-            .arg(self.dir.path().join("data"))
-            .arg("--https-listen-port")
-            .arg(self.port.to_string())
-            .arg("--bind-address")
-            .arg("127.0.0.1")
-            .arg("--write-kubeconfig")
-            .arg(&self.kubeconfig)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("restart skiff");
-        self.child = Some(child);
+        self.spawn(true);
         self.wait_ready();
     }
 

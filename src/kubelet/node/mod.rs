@@ -35,6 +35,8 @@ pub struct NodeConfig {
     pub taints: Vec<RegisterTaint>,
     pub internal_ip: IpAddr,
     pub max_pods: u32,
+    /// The kubelet API's port, reported in `daemonEndpoints`.
+    pub kubelet_port: u16,
     /// The data dir (nodefs).
     pub data_dir: PathBuf,
     /// containerd's root (imagefs); the data dir when the runtime is external.
@@ -56,6 +58,7 @@ impl NodeConfig {
             taints: Vec::new(),
             internal_ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             max_pods: crate::kubelet::machine::DEFAULT_MAX_PODS,
+            kubelet_port: status::KUBELET_PORT,
             data_dir: data_dir.to_path_buf(),
             image_fs: data_dir.to_path_buf(),
             status_interval: Duration::from_secs(10),
@@ -187,6 +190,7 @@ impl NodeAgent {
             node_name: &self.config.name,
             machine: &self.machine,
             max_pods: self.config.max_pods,
+            kubelet_port: self.config.kubelet_port,
             internal_ip: self.config.internal_ip,
             runtime_version: &self.runtime_version,
             images: &live.images,

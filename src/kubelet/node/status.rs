@@ -37,6 +37,8 @@ pub struct StatusInput<'a> {
     pub node_name: &'a str,
     pub machine: &'a Machine,
     pub max_pods: u32,
+    /// The kubelet API's port (`daemonEndpoints`).
+    pub kubelet_port: u16,
     pub internal_ip: IpAddr,
     /// `containerd://<version>`.
     pub runtime_version: &'a str,
@@ -57,7 +59,7 @@ pub fn status(input: &StatusInput<'_>, now: &str, current: Option<&Value>) -> Va
         "conditions": conditions::render(input.conditions, now, |k, s| {
             conditions::kept_since(current, k, s)
         }),
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": input.kubelet_port}},
         "images": input.images,
         "nodeInfo": input.machine.node_info(input.runtime_version),
     })
@@ -174,6 +176,7 @@ mod tests {
             node_name: "box",
             machine: m,
             max_pods: 110,
+            kubelet_port: KUBELET_PORT,
             internal_ip: "10.0.0.5".parse().unwrap(),
             runtime_version: "containerd://1.6.20",
             images,
