@@ -64,6 +64,7 @@ pub fn kubelet_config(
         runtime_endpoint: args.container_runtime_endpoint.clone(),
         cluster_dns: args.cluster_dns.clone(),
         cluster_domain: args.cluster_domain.clone(),
+        cni_bridge: args.cni_bridge.clone(),
         control_plane,
         ..config
     })

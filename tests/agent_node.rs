@@ -133,7 +133,7 @@ fn server_registers_a_ready_control_plane_node_with_lease_images_and_cni() {
     );
     assert_eq!(
         node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"],
-        10250
+        server.kubelet_port.expect("an agent's kubelet port")
     );
     let internal = node["status"]["addresses"][0]["type"].as_str();
     assert_eq!(internal, Some("InternalIP"));
@@ -224,10 +224,10 @@ fn server_registers_a_ready_control_plane_node_with_lease_images_and_cni() {
     );
     assert_eq!(containerd_pid(), containerd, "containerd was replaced");
 
-    // SIGTERM (the drop) stops skiff and, with no pod running, its containerd.
+    // SIGTERM stops skiff and, with no pod running, its containerd.
     let skiff = server.pid();
     assert!(alive(containerd));
-    drop(server);
+    server.terminate();
     let deadline = Instant::now() + Duration::from_secs(15);
     while alive(containerd) || alive(skiff) {
         if Instant::now() > deadline {

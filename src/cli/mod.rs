@@ -325,6 +325,11 @@ pub struct NodeArgs {
     #[arg(long)]
     pub node_label: Vec<String>,
 
+    /// (testing) The Linux bridge the pods' veths attach to. One node per machine uses `cni0`;
+    /// tests running several nodes on one machine give each its own.
+    #[arg(long, default_value = "cni0", hide = true)]
+    pub cni_bridge: String,
+
     /// (agent/node) Registering kubelet with set of taints (key=value:Effect).
     #[arg(long)]
     pub node_taint: Vec<String>,

@@ -49,6 +49,8 @@ pub struct KubeletConfig {
     pub max_pods: u32,
     /// `--port`: the kubelet API's HTTPS port (10250).
     pub kubelet_port: u16,
+    /// The pods' bridge device (`cni0`).
+    pub cni_bridge: String,
 }
 
 impl KubeletConfig {
@@ -68,6 +70,7 @@ impl KubeletConfig {
             eviction_hard: String::new(),
             max_pods: crate::kubelet::machine::DEFAULT_MAX_PODS,
             kubelet_port: crate::kubelet::node::status::KUBELET_PORT,
+            cni_bridge: crate::kubelet::network::cni::conflist::DEFAULT_BRIDGE.to_string(),
         }
     }
 }
@@ -252,8 +255,9 @@ async fn start_on_runtime(
         node: config.node_name.clone(),
         cidr: cidr.clone(),
     })?;
-    let cni = Cni::new(CniConfig::for_node(&agent_dir, pod_cidr))
-        .map_err(|source| KubeletError::Cni { source })?;
+    let mut cni_config = CniConfig::for_node(&agent_dir, pod_cidr);
+    cni_config.network.bridge = config.cni_bridge.clone();
+    let cni = Cni::new(cni_config).map_err(|source| KubeletError::Cni { source })?;
     let conflist = cni
         .write_conflist()
         .map_err(|source| KubeletError::Cni { source })?;

@@ -14,6 +14,7 @@ pub const BUSYBOX: &str = "/bin/busybox";
 pub const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "sleep", "ls", "true", "false", "env", "id", "hostname", "httpd", "wget",
     "nc", "ps", "kill", "mkdir", "rm", "touch", "date", "head", "tail", "grep", "timeout", "dd",
+    "tar",
 ];
 
 fn digest(data: &[u8]) -> String {

@@ -18,6 +18,10 @@ pub struct TestServer {
     agent: bool,
     /// Flags after the standard ones (kept for restarts).
     extra: Vec<String>,
+    /// With an agent: its kubelet API port.
+    pub kubelet_port: Option<u16>,
+    /// With an agent: the pods' bridge device, deleted when the server is dropped.
+    bridge: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -47,9 +51,24 @@ impl TestServer {
         let kubeconfig = dir.path().join("kubeconfig.yaml");
         std::fs::write(dir.path().join("no-config.yaml"), "").expect("empty config file");
         let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        if agent && !extra.iter().any(|a| a.starts_with("port=")) {
-            // Tests run side by side: each kubelet API on its own port, not 10250.
-            extra.extend(["--kubelet-arg".into(), format!("port={}", free_port())]);
+        let mut kubelet_port = None;
+        let mut bridge = None;
+        if agent {
+            // Tests run side by side on one machine: each node gets its own kubelet port (not
+            // 10250), pod network (not 10.42.0.0/16) and bridge (not cni0).
+            let port = free_port();
+            let id = std::process::id();
+            let name = format!("skt{:x}", id % 0xffff_ffff);
+            extra.extend([
+                "--kubelet-arg".into(),
+                format!("port={port}"),
+                "--cluster-cidr".into(),
+                format!("10.{}.0.0/16", 100 + id % 90),
+                "--cni-bridge".into(),
+                name.clone(),
+            ]);
+            kubelet_port = Some(port);
+            bridge = Some(name);
         }
         let mut s = TestServer {
             dir,
@@ -58,6 +77,8 @@ impl TestServer {
             child: None,
             agent,
             extra,
+            kubelet_port,
+            bridge,
         };
         s.spawn(false);
         s.wait_ready();
@@ -143,8 +164,18 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
+        self.terminate();
+        if self.agent {
+            self.clean_up_node();
+        }
+    }
+}
+
+impl TestServer {
+    /// SIGTERM (so shutdown paths run), then SIGKILL after a grace period; by pid. A node's
+    /// leftovers stay until the drop.
+    pub fn terminate(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // SIGTERM first so shutdown paths run, then make sure.
             let _ = Command::new("kill")
                 .arg("-TERM")
                 .arg(c.id().to_string())
@@ -152,14 +183,70 @@ impl Drop for TestServer {
             // A kubelet stops its containerd too.
             let grace = Duration::from_secs(if self.agent { 20 } else { 5 });
             let deadline = Instant::now() + grace;
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
+            let mut exited = false;
+            while !exited && Instant::now() < deadline {
+                exited = matches!(c.try_wait(), Ok(Some(_)));
+                if !exited {
+                    std::thread::sleep(Duration::from_millis(20));
                 }
-                std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = c.kill();
-            let _ = c.wait();
+            if !exited {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    /// What a node may leave behind on purpose (containers keep running when skiff stops):
+    /// processes started from this server's data dir (containerd, shims, containers' log
+    /// drivers) or running in a root file system under it (containers), mounts under it, and
+    /// its bridge.
+    fn clean_up_node(&self) {
+        let data = self.dir.path().join("data");
+        let needle = data.to_string_lossy().into_owned();
+        for _ in 0..3 {
+            let pids: Vec<u32> = std::fs::read_dir("/proc")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|pid| {
+                    // Started from the data dir, or a container whose root lives in it.
+                    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                        .unwrap_or(false);
+                    let root = std::fs::read_link(format!("/proc/{pid}/root"))
+                        .map(|r| r.starts_with(&data))
+                        .unwrap_or(false);
+                    cmdline || root
+                })
+                .collect();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(pid.to_string())
+                    .status();
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.starts_with(needle.as_str()))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = Command::new("umount").arg("-l").arg(p).status();
+        }
+        if let Some(bridge) = &self.bridge {
+            let _ = Command::new("ip")
+                .args(["link", "delete", bridge])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }

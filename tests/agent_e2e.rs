@@ -1,0 +1,269 @@
+//! Root test, the node agent end to end as a user meets it: `skiff server` on a fresh data dir
+//! with a busybox `httpd` image in `<data-dir>/agent/images/` becomes a Ready node; a 3-replica
+//! Deployment gets 3 Running pods whose IPs answer HTTP from the host; `kubectl logs`, `exec`
+//! (command and stdin) and `cp` reach the containers through the API server and the kubelet
+//! (kubectl 1.33 and 1.35); deleting the Deployment leaves no container, pod namespace or
+//! mount behind.
+
+mod common;
+#[path = "common/images.rs"]
+mod images;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{TestServer, ok, tool};
+use serde_json::Value;
+
+const IMAGE: &str = "docker.io/library/skiff-e2e-httpd:1.0";
+
+/// Root and containerd are needed; CI must have both.
+fn runnable() -> bool {
+    let missing = if !nix::unistd::Uid::effective().is_root() {
+        Some("root")
+    } else if skiff::kubelet::runtime::supervisor::find_binary("containerd").is_none() {
+        Some("containerd")
+    } else {
+        None
+    };
+    let Some(what) = missing else { return true };
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI runs every root test: needs {what} (see scripts/test-deps.sh)"
+    );
+    eprintln!("skipped: needs {what}");
+    false
+}
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: httpd
+        image: docker.io/library/skiff-e2e-httpd:1.0
+        imagePullPolicy: IfNotPresent
+        command: ["sh", "-c"]
+        args:
+        - mkdir -p /www && echo "hello from $(hostname)" > /www/index.html &&
+          echo "serving on 8080" && exec httpd -f -p 8080 -h /www
+        ports: [{containerPort: 8080}]
+        readinessProbe:
+          tcpSocket: {port: 8080}
+          periodSeconds: 1
+"#;
+
+fn pods(server: &TestServer, kubectl: &std::path::Path) -> Vec<Value> {
+    let out = ok(
+        server,
+        kubectl,
+        &["get", "pods", "-l", "app=web", "-o", "json"],
+        None,
+    );
+    let list: Value = serde_json::from_str(&out).expect("pod list json");
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn ready(pod: &Value) -> bool {
+    pod["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+fn wait_for<T>(
+    what: &str,
+    server: &TestServer,
+    limit: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} within {limit:?}; server log:\n{}",
+            common::tail(&server.log(), 60)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn http_get(ip: &str, port: u16) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(
+        &format!("{ip}:{port}").parse().expect("addr"),
+        Duration::from_secs(3),
+    )?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body)
+}
+
+#[test]
+fn a_deployment_runs_serves_http_and_answers_logs_exec_and_cp() {
+    if !runnable() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    images::write_busybox_oci(
+        &dir.path().join("data").join("agent").join("images"),
+        "httpd.tar",
+        IMAGE,
+        &["sh"],
+    );
+    let server = TestServer::start_with_agent(
+        dir,
+        // This machine's disk may be nearly full: keep DiskPressure out of the picture.
+        &[
+            "--kubelet-arg",
+            "eviction-hard=nodefs.available<1%,imagefs.available<1%",
+        ],
+    );
+    let kubectl = tool("kubectl-1.35");
+    wait_for("node Ready", &server, Duration::from_secs(60), || {
+        let out = ok(&server, &kubectl, &["get", "nodes", "--no-headers"], None);
+        out.contains(" Ready ").then_some(())
+    });
+
+    let started = Instant::now();
+    ok(&server, &kubectl, &["apply", "-f", "-"], Some(DEPLOYMENT));
+    let running = wait_for(
+        "3 Running and Ready pods",
+        &server,
+        Duration::from_secs(90),
+        || {
+            let pods = pods(&server, &kubectl);
+            (pods.len() == 3
+                && pods
+                    .iter()
+                    .all(|p| p["status"]["phase"] == "Running" && ready(p)))
+            .then_some(pods)
+        },
+    );
+    eprintln!("3 pods Ready {:?} after the apply", started.elapsed());
+
+    // Every pod IP answers HTTP from the host, with its own page.
+    let mut names = Vec::new();
+    for pod in &running {
+        let name = pod["metadata"]["name"].as_str().expect("name").to_string();
+        let ip = pod["status"]["podIP"].as_str().expect("podIP").to_string();
+        let body = wait_for("HTTP answer", &server, Duration::from_secs(10), || {
+            http_get(&ip, 8080).ok()
+        });
+        assert!(
+            body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"),
+            "{body}"
+        );
+        assert!(
+            body.contains(&format!("hello from {name}")),
+            "{name} at {ip}: {body}"
+        );
+        names.push(name);
+    }
+
+    // Logs, exec, stdin and cp through the API server and the kubelet, with both kubectls.
+    let first = names[0].as_str();
+    for version in ["kubectl-1.33", "kubectl-1.35"] {
+        let k = tool(version);
+        let logs = ok(&server, &k, &["logs", first], None);
+        assert!(logs.contains("serving on 8080"), "{version} logs: {logs}");
+        let logs = ok(
+            &server,
+            &k,
+            &["logs", first, "--timestamps", "--tail", "1"],
+            None,
+        );
+        assert!(
+            logs.trim_end().ends_with("serving on 8080") && logs.contains('T'),
+            "{version}: {logs}"
+        );
+        let out = ok(&server, &k, &["exec", first, "--", "echo", "hi"], None);
+        assert_eq!(out, "hi\n", "{version} exec");
+        let out = ok(
+            &server,
+            &k,
+            &["exec", "-i", first, "--", "cat"],
+            Some("from stdin\n"),
+        );
+        assert_eq!(out, "from stdin\n", "{version} exec -i");
+        let out = common::run(
+            &server,
+            &k,
+            &["exec", first, "--", "sh", "-c", "exit 3"],
+            None,
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{version}: kubectl passes the exit code on"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("command terminated with exit code 3"),
+            "{version}: {out:?}"
+        );
+    }
+    let local = server.dir.path().join("copied.html");
+    let from = format!("{first}:/www/index.html");
+    ok(
+        &server,
+        &kubectl,
+        &["cp", &from, local.to_str().expect("utf-8 path")],
+        None,
+    );
+    let copied = std::fs::read_to_string(&local).expect("copied file");
+    assert_eq!(copied, format!("hello from {first}\n"));
+    let upload = server.dir.path().join("upload.txt");
+    std::fs::write(&upload, "uploaded\n").expect("upload file");
+    let to = format!("{first}:/www/upload.txt");
+    ok(
+        &server,
+        &kubectl,
+        &["cp", upload.to_str().expect("utf-8 path"), &to],
+        None,
+    );
+    let ip = running[0]["status"]["podIP"].as_str().expect("podIP");
+    let mut s = TcpStream::connect(format!("{ip}:8080")).expect("connect");
+    s.write_all(b"GET /upload.txt HTTP/1.0\r\n\r\n")
+        .expect("request");
+    let mut body = String::new();
+    s.read_to_string(&mut body).expect("response");
+    assert!(body.ends_with("uploaded\n"), "{body}");
+
+    // Deleting the Deployment removes the pods and everything they had on the node.
+    ok(&server, &kubectl, &["delete", "deployment", "web"], None);
+    wait_for("pods gone", &server, Duration::from_secs(60), || {
+        pods(&server, &kubectl).is_empty().then_some(())
+    });
+    let netns = server.dir.path().join("data/agent/netns");
+    let left: Vec<_> = std::fs::read_dir(&netns)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "pod namespaces left: {left:?}");
+    let data = server
+        .dir
+        .path()
+        .join("data")
+        .to_string_lossy()
+        .into_owned();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let leaked: Vec<_> = mounts
+        .lines()
+        .filter(|l| {
+            l.contains(&data)
+                && (l.contains("/netns/") || l.contains("/pods/") || l.contains("rootfs"))
+        })
+        .collect();
+    assert!(leaked.is_empty(), "mounts left: {leaked:#?}");
+}
