@@ -16,6 +16,8 @@
 #      delete -> pods gone (server process + a separate `skiff agent --simulate` process)
 #   9. (controlplane) 10,000 pods (10 Deployments) on 1,000 simulated nodes: time to all Ready,
 #      then the server's RSS after 10 s (target < 300 MiB)
+#  10-12. (node, as root) a server WITH its kubelet: start -> node Ready, pod create -> Running
+#      p50/p99 over 30 pods, RSS of skiff + containerd idle and with 20 pods
 # and then `cargo bench --bench scheduler`:
 #   S. scheduling throughput, 1,000 nodes and 10,000 pending pods (target >= 1,000 pods/s)
 # Each prints a table with targets; results go to target/bench-results.json (or $SKIFF_BENCH_OUT)
@@ -31,7 +33,7 @@
 #   SKIFF_BENCH_LOG_DIR (keep the server's and agent's logs there; SKIFF_LOG/RUST_LOG pass through),
 # scheduler: SKIFF_BENCH_NODES (1000), SKIFF_BENCH_PODS (10000),
 # SKIFF_BENCH_SKIP_BUILD=1 (reuse an existing target/release/skiff),
-# SKIFF_BENCH_ONLY=etcd,https,inproc,auth,startup,controlplane,scheduler (run only these parts;
+# SKIFF_BENCH_ONLY=etcd,https,inproc,auth,startup,controlplane,node,scheduler (run only these parts;
 # all by default).
 # A fresh checkout needs the release build (~5-10 min on 2 cores); the harness itself compiles in
 # ~3.5 min; parts 1-7 run in ~30 s, controlplane in a few minutes.
@@ -95,7 +97,7 @@ export SKIFF_BENCH_OUT="${SKIFF_BENCH_OUT:-$target/bench-results.json}"
 export SKIFF_BENCH_SCHEDULER_OUT="${SKIFF_BENCH_SCHEDULER_OUT:-$target/bench-scheduler.json}"
 
 api_parts=0
-for part in etcd https inproc auth startup controlplane; do
+for part in etcd https inproc auth startup controlplane node; do
     if wants "$part"; then api_parts=1; fi
 done
 

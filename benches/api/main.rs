@@ -10,6 +10,7 @@ mod controlplane;
 mod list;
 mod load;
 mod machine;
+mod node;
 mod procs;
 mod rawhttp;
 mod report;
@@ -43,7 +44,7 @@ struct Settings {
     etcd_bin: Option<PathBuf>,
     out: PathBuf,
     controlplane: controlplane::Settings,
-    /// Parts to run (`SKIFF_BENCH_ONLY=etcd,https,inproc,auth,startup,controlplane`); all when
+    /// Parts to run (`SKIFF_BENCH_ONLY=etcd,https,inproc,auth,startup,controlplane,node`); all when
     /// unset.
     only: Option<Vec<String>>,
 }
@@ -215,6 +216,11 @@ async fn run(s: &Settings) -> Report {
     if s.wants("controlplane") {
         eprintln!("bench: control loops with simulated nodes");
         report.controlplane(&controlplane::run(&s.skiff_bin, &s.controlplane).await);
+    }
+
+    if s.wants("node") {
+        eprintln!("bench: the node agent (real pods on containerd)");
+        report.node(&node::run(&s.skiff_bin, 30, 20).await);
     }
     report
 }

@@ -130,8 +130,23 @@ pub struct SkiffProcess {
 }
 
 impl SkiffProcess {
+    /// The server's data dir.
+    pub fn data_dir(&self) -> PathBuf {
+        self._dir.path().join("data")
+    }
+
     /// Starts the binary and returns at once; the caller waits for readiness.
     pub fn spawn(bin: &Path) -> anyhow::Result<SkiffProcess> {
+        SkiffProcess::spawn_with(bin, false, |_| Vec::new())
+    }
+
+    /// As [`SkiffProcess::spawn`]; with `agent` the server runs its kubelet (no
+    /// `--disable-agent`), and `extra(data_dir)` gives flags appended to the standard ones.
+    pub fn spawn_with(
+        bin: &Path,
+        agent: bool,
+        extra: impl FnOnce(&Path) -> Vec<String>,
+    ) -> anyhow::Result<SkiffProcess> {
         let dir = tempfile::Builder::new()
             .prefix("skiff-bench-")
             .tempdir()
@@ -145,7 +160,7 @@ impl SkiffProcess {
         cmd.arg("server")
             .arg("--config")
             .arg(&config)
-            .arg("--disable-agent")
+            .args((!agent).then_some("--disable-agent"))
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .arg("--https-listen-port")
@@ -154,6 +169,7 @@ impl SkiffProcess {
             .arg("127.0.0.1")
             .arg("--write-kubeconfig")
             .arg(&kubeconfig)
+            .args(extra(&dir.path().join("data")))
             .env_remove("SKIFF_CONFIG_FILE")
             .env_remove("SKIFF_DATA_DIR")
             .env_remove("SKIFF_KUBECONFIG_OUTPUT");
