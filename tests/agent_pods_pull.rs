@@ -244,14 +244,20 @@ async fn exercise(kube: &kube::Client, rt: &RuntimeClient, _open: u16, locked: u
     for name in ["pulled-a", "pulled-b"] {
         wait_pod(&api, name, "Running", running).await;
     }
-    // The first pod pulls; the second joins that pull or finds the image present.
-    let got = wait_event(kube, "pulled-a", "Pulled: ").await;
+    // One pod pulls; the other joins that pull or finds the image present.
+    wait_event(kube, "pulled-a", "Pulled: ").await;
+    wait_event(kube, "pulled-b", "Pulled: ").await;
+    let mut got = events(kube, "pulled-a").await;
+    got.extend(events(kube, "pulled-b").await);
     assert!(
         got.iter()
             .any(|e| e == &format!("Pulling: Pulling image \"{image}\"")),
         "{got:#?}"
     );
-    let pulled = got.iter().find(|e| e.starts_with("Pulled: ")).unwrap();
+    let pulled = got
+        .iter()
+        .find(|e| e.starts_with("Pulled: Successfully"))
+        .unwrap_or_else(|| panic!("a pull: {got:#?}"));
     assert!(
         pulled.starts_with(&format!(
             "Pulled: Successfully pulled image \"{image}\" in "
@@ -259,7 +265,6 @@ async fn exercise(kube: &kube::Client, rt: &RuntimeClient, _open: u16, locked: u
             && pulled.ends_with(" bytes."),
         "{pulled}"
     );
-    wait_event(kube, "pulled-b", "Pulled: ").await;
     let record = rt.get_image(&image).await.unwrap().expect("image record");
     assert!(
         !record

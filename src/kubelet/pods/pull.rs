@@ -32,6 +32,9 @@ use super::worker::Worker;
 /// How long a pull's lease keeps its half-written content from containerd's GC.
 const LEASE: Duration = Duration::from_secs(3600);
 
+/// How long a failed pull shows `ErrImagePull` before `ImagePullBackOff`.
+const ERR_IMAGE_PULL_SHOWN: Duration = Duration::from_secs(5);
+
 /// A finished pull as the `Pulled` event reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pulled {
@@ -60,6 +63,8 @@ pub struct Pulls {
     puller: Mutex<Option<Arc<Puller>>>,
     in_flight: Arc<Mutex<HashMap<String, InFlight>>>,
     back_off: Mutex<PullBackOff>,
+    /// Pod+image back-off key → when its last pull failed.
+    failed_at: Mutex<HashMap<String, Instant>>,
     /// Image name → when a container last started from it (for image GC's order).
     last_used: Mutex<HashMap<String, std::time::SystemTime>>,
 }
@@ -73,6 +78,7 @@ impl Pulls {
             puller: Mutex::new(None),
             in_flight: Arc::new(Mutex::new(HashMap::new())),
             back_off: Mutex::new(PullBackOff::default()),
+            failed_at: Mutex::new(HashMap::new()),
             last_used: Mutex::new(HashMap::new()),
         }
     }
@@ -112,6 +118,24 @@ impl Pulls {
                 b.record_failure(&key, now);
             }
         }
+        if let Ok(mut f) = self.failed_at.lock() {
+            f.retain(|_, t| t.elapsed() < ERR_IMAGE_PULL_SHOWN);
+            if !ok {
+                f.insert(key, Instant::now());
+            }
+        }
+    }
+
+    /// Whether the last pull of `image` for `pod_uid` failed so recently that the pod should
+    /// still show `ErrImagePull` (the worker re-syncs on its own status updates; upstream's
+    /// next look at the back-off comes with the next sync, seconds later).
+    fn failed_just_now(&self, pod_uid: &str, image: &str) -> bool {
+        let key = PullBackOff::key(pod_uid, image);
+        self.failed_at
+            .lock()
+            .ok()
+            .and_then(|f| f.get(&key).map(|t| t.elapsed() < ERR_IMAGE_PULL_SHOWN))
+            .unwrap_or(false)
     }
 
     fn puller(&self) -> Result<Arc<Puller>, PullFailure> {
@@ -196,6 +220,12 @@ impl Worker {
         normalized: &str,
     ) -> Result<LocalImage, Waiting> {
         let pulls = &self.shared.pulls;
+        if let Some(w) = self.errors.get(name)
+            && w.reason == policy::REASON_ERR_IMAGE_PULL
+            && pulls.failed_just_now(&self.uid, image)
+        {
+            return Err(w.clone());
+        }
         if pulls.in_back_off(&self.uid, image) {
             let message = policy::back_off_message(image);
             self.event_normal(Some(name), policy::REASON_BACK_OFF, message.clone());
@@ -323,11 +353,11 @@ pub async fn keyring_for(client: &kube::Client, pod: &Pod) -> (Keyring, Vec<Stri
 pub fn failure_message(name: &str, err: &PullError) -> String {
     let code = match err {
         PullError::NotFound { .. } => "NotFound",
+        // The mirror answered "not found"; the registry itself may just be unreachable.
         PullError::Endpoints { errors, .. }
-            if !errors.is_empty()
-                && errors
-                    .iter()
-                    .all(|e| matches!(e, PullError::NotFound { .. })) =>
+            if errors
+                .iter()
+                .any(|e| matches!(e, PullError::NotFound { .. })) =>
         {
             "NotFound"
         }
