@@ -1,6 +1,7 @@
 //! A container's image as containerd has it: the normalised name, the image ID (config digest),
 //! the runtime config (entrypoint, cmd, env, user, working dir) and the top layer's chain ID the
-//! rootfs snapshot is prepared from. Reads the content store only; never pulls or unpacks.
+//! rootfs snapshot is prepared from. Reads the content store only; never pulls or unpacks
+//! (that is [`super::pull`]).
 
 use serde::Deserialize;
 
@@ -9,6 +10,7 @@ use crate::kubelet::registry::manifest::{Document, Platform, is_index, select_ma
 use crate::kubelet::registry::reference::Reference;
 use crate::kubelet::runtime::RuntimeClient;
 use crate::kubelet::runtime::archive::chain_ids;
+use crate::kubelet::runtime::import::LABEL_PINNED;
 
 use super::Error;
 
@@ -22,6 +24,8 @@ pub struct LocalImage {
     pub config: ImageConfig,
     /// The chain ID of the top layer: the snapshot parent of a container's rootfs.
     pub chain_id: String,
+    /// Imported from the images directory (never pulled again nor garbage-collected).
+    pub pinned: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -78,6 +82,7 @@ pub async fn resolve(client: &RuntimeClient, name: &str) -> Result<Option<LocalI
     let Some(image) = client.get_image(name).await.map_err(Error::runtime)? else {
         return Ok(None);
     };
+    let pinned = image.labels.contains_key(LABEL_PINNED);
     let Some(target) = image.target else {
         return Ok(None);
     };
@@ -131,6 +136,7 @@ pub async fn resolve(client: &RuntimeClient, name: &str) -> Result<Option<LocalI
                 working_dir: rc.working_dir.unwrap_or_default(),
             },
             chain_id,
+            pinned,
         }));
     }
     Ok(None)

@@ -13,7 +13,9 @@ pub mod actions;
 pub mod containers;
 pub mod exec;
 mod hooks;
+pub mod image_gc;
 pub mod images;
+pub mod pull;
 mod sandbox;
 pub mod sources;
 pub mod status;
@@ -144,6 +146,8 @@ pub(crate) struct Shared {
     pub owners: Mutex<BTreeMap<String, String>>,
     pub running: Mutex<BTreeMap<String, Arc<Pod>>>,
     pub cgroups: Mutex<BTreeMap<String, PodCgroups>>,
+    /// Registry pulls, their back-off and image use times.
+    pub pulls: pull::Pulls,
 }
 
 impl Shared {
@@ -232,7 +236,9 @@ impl Pods {
             }),
             crate::kubelet::probes::ProbeManagerConfig::default(),
         );
+        let pulls = pull::Pulls::new(runtime.clone(), &config.registries);
         let shared = Arc::new(Shared {
+            pulls,
             probes,
             netns: NamespaceDir::new(config.agent_dir.join("netns")),
             client,
@@ -248,6 +254,7 @@ impl Pods {
             running: Mutex::new(BTreeMap::new()),
             cgroups: Mutex::new(BTreeMap::new()),
         });
+        tokio::spawn(image_gc::run(shared.clone(), shutdown.clone()));
         tokio::spawn(dispatch(shared.clone(), shutdown));
         Pods { shared }
     }

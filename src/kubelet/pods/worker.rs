@@ -352,7 +352,7 @@ impl Worker {
         Ok(got)
     }
 
-    fn event_normal(&self, container: Option<&str>, reason: &str, message: String) {
+    pub(super) fn event_normal(&self, container: Option<&str>, reason: &str, message: String) {
         let field = container.and_then(|c| field_path(&self.pod, c));
         self.shared
             .recorder
@@ -474,9 +474,10 @@ impl Worker {
                     message: Some(message),
                 });
             }
-            // Images imported from the images directory are used as present even with
-            // `Always` (registry pulls are not wired in yet).
-            (_, Some(image)) => {
+            // Imported (pinned) images stand in for their registry even with `Always`, so
+            // air-gapped nodes run them without a registry.
+            (policy::Decision::UsePresent, Some(image))
+            | (policy::Decision::Pull, Some(image @ images::LocalImage { pinned: true, .. })) => {
                 if self.announced.insert(image_ref.clone()) {
                     self.event_normal(
                         Some(name),
@@ -486,18 +487,9 @@ impl Worker {
                 }
                 image
             }
-            (_, None) => {
-                let message = policy::failed_message(
-                    &image_ref,
-                    "image is not present on the node and registry pulls are not supported yet",
-                );
-                self.event_warning(Some(name), policy::REASON_FAILED, message.clone());
-                return Err(Waiting {
-                    reason: policy::REASON_ERR_IMAGE_PULL.into(),
-                    message: Some(message),
-                });
-            }
+            _ => self.pull_image(name, &image_ref, &normalized).await?,
         };
+        self.shared.pulls.mark_used(&normalized);
         self.image_ids
             .insert(normalized.clone(), image.image_id.clone());
         let id = containers::container_id(&self.uid, name, restart_count);

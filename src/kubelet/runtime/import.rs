@@ -329,7 +329,7 @@ async fn import_leased(
 
     let mut out = Vec::new();
     for image in contents.images {
-        out.push(store_image(client, path, image).await?);
+        out.push(store_image(client, path, image, true).await?);
     }
     info!(
         archive = %path.display(),
@@ -349,11 +349,13 @@ fn proto(d: &Descriptor) -> ProtoDescriptor {
     }
 }
 
-/// Unpacks, labels and records one image.
-async fn store_image(
+/// Unpacks, labels and records one image (`path` names its source in errors). Pinned images
+/// (imports) are never garbage-collected; pulled ones are not pinned.
+pub(crate) async fn store_image(
     client: &RuntimeClient,
     path: &Path,
     image: ArchiveImage,
+    pinned: bool,
 ) -> Result<ImportedImage, ImportError> {
     let cerr = |source| ImportError::Containerd {
         path: path.to_path_buf(),
@@ -435,10 +437,14 @@ async fn store_image(
     for name in &names {
         let record = Image {
             name: name.clone(),
-            labels: HashMap::from([
-                (LABEL_PINNED.to_string(), "pinned".to_string()),
-                (LABEL_MANAGED.to_string(), "managed".to_string()),
-            ]),
+            labels: if pinned {
+                HashMap::from([
+                    (LABEL_PINNED.to_string(), "pinned".to_string()),
+                    (LABEL_MANAGED.to_string(), "managed".to_string()),
+                ])
+            } else {
+                HashMap::from([(LABEL_MANAGED.to_string(), "managed".to_string())])
+            },
             target: Some(proto(&image.target)),
             created_at: None,
             updated_at: None,
@@ -571,7 +577,10 @@ pub async fn images_for_node_status(
 }
 
 /// Manifest + config + layers of this platform's manifest, read from the content store.
-async fn image_size(client: &RuntimeClient, target: &ProtoDescriptor) -> Result<u64, ImportError> {
+pub(crate) async fn image_size(
+    client: &RuntimeClient,
+    target: &ProtoDescriptor,
+) -> Result<u64, ImportError> {
     // Resolve through at most a few index levels, reading blobs as needed.
     let mut blobs: HashMap<String, Vec<u8>> = HashMap::new();
     let desc = Descriptor {
