@@ -65,6 +65,7 @@ pub fn kubelet_config(
         cluster_dns: args.cluster_dns.clone(),
         cluster_domain: args.cluster_domain.clone(),
         cni_bridge: args.cni_bridge.clone(),
+        registries: args.private_registry.clone(),
         control_plane,
         ..config
     })

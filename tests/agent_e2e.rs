@@ -2,12 +2,15 @@
 //! with a busybox `httpd` image in `<data-dir>/agent/images/` becomes a Ready node; a 3-replica
 //! Deployment gets 3 Running pods whose IPs answer HTTP from the host; `kubectl logs`, `exec`
 //! (command and stdin) and `cp` reach the containers through the API server and the kubelet
-//! (kubectl 1.33 and 1.35); deleting the Deployment leaves no container, pod namespace or
-//! mount behind.
+//! (kubectl 1.33 and 1.35); an image pushed to a loopback `docker-registry` (reached through a
+//! `--private-registry` mirror) is pulled on demand with `Pulling`/`Pulled` events; deleting
+//! everything leaves no container, pod namespace or mount behind.
 
 mod common;
 #[path = "common/images.rs"]
 mod images;
+#[path = "common/registry.rs"]
+mod registry;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -22,6 +25,8 @@ const IMAGE: &str = "docker.io/library/skiff-e2e-httpd:1.0";
 fn runnable() -> bool {
     let missing = if !nix::unistd::Uid::effective().is_root() {
         Some("root")
+    } else if !std::path::Path::new(registry::REGISTRY).exists() {
+        Some("docker-registry")
     } else if skiff::kubelet::runtime::supervisor::find_binary("containerd").is_none() {
         Some("containerd")
     } else {
@@ -116,7 +121,19 @@ fn a_deployment_runs_serves_http_and_answers_logs_exec_and_cp() {
     if !runnable() {
         return;
     }
+    let tokio = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let hub = tokio.block_on(registry::start_registry(false));
+    tokio.block_on(registry::push_image(&registry::Pusher::new(hub.port, None)));
     let dir = tempfile::tempdir().expect("tempdir");
+    let registries = dir.path().join("registries.yaml");
+    std::fs::write(
+        &registries,
+        format!(
+            "mirrors:\n  registry.invalid:\n    endpoint: [\"http://127.0.0.1:{}\"]\n",
+            hub.port
+        ),
+    )
+    .expect("registries.yaml");
     images::write_busybox_oci(
         &dir.path().join("data").join("agent").join("images"),
         "httpd.tar",
@@ -129,6 +146,8 @@ fn a_deployment_runs_serves_http_and_answers_logs_exec_and_cp() {
         &[
             "--kubelet-arg",
             "eviction-hard=nodefs.available<1%,imagefs.available<1%",
+            "--private-registry",
+            registries.to_str().expect("utf-8 path"),
         ],
     );
     let kubectl = tool("kubectl-1.35");
@@ -241,10 +260,73 @@ fn a_deployment_runs_serves_http_and_answers_logs_exec_and_cp() {
     s.read_to_string(&mut body).expect("response");
     assert!(body.ends_with("uploaded\n"), "{body}");
 
+    // An image that is not on the node is pulled from the registry when a pod needs it.
+    let pulled = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: pulled, namespace: default}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: c, image: "registry.invalid/test/busybox:v1", command: ["/bin/busybox", "sleep", "3600"]}
+"#;
+    ok(&server, &kubectl, &["apply", "-f", "-"], Some(pulled));
+    wait_for(
+        "the pulled pod Running",
+        &server,
+        Duration::from_secs(60),
+        || {
+            let out = ok(
+                &server,
+                &kubectl,
+                &["get", "pod", "pulled", "-o", "jsonpath={.status.phase}"],
+                None,
+            );
+            (out == "Running").then_some(())
+        },
+    );
+    let events = ok(
+        &server,
+        &kubectl,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=pulled",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    let events: Value = serde_json::from_str(&events).expect("events json");
+    let reasons: Vec<(String, String)> = events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (s("reason"), s("message"))
+        })
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|(r, m)| r == "Pulling"
+                && m == "Pulling image \"registry.invalid/test/busybox:v1\""),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|(r, m)| r == "Pulled"
+            && m.starts_with("Successfully pulled image \"registry.invalid/test/busybox:v1\" in ")),
+        "{reasons:?}"
+    );
+    ok(&server, &kubectl, &["delete", "pod", "pulled"], None);
+
     // Deleting the Deployment removes the pods and everything they had on the node.
     ok(&server, &kubectl, &["delete", "deployment", "web"], None);
     wait_for("pods gone", &server, Duration::from_secs(60), || {
-        pods(&server, &kubectl).is_empty().then_some(())
+        let all = ok(&server, &kubectl, &["get", "pods", "--no-headers"], None);
+        (pods(&server, &kubectl).is_empty() && all.trim().is_empty()).then_some(())
     });
     let netns = server.dir.path().join("data/agent/netns");
     let left: Vec<_> = std::fs::read_dir(&netns)

@@ -325,6 +325,11 @@ pub struct NodeArgs {
     #[arg(long)]
     pub node_label: Vec<String>,
 
+    /// (agent/runtime) Private registry configuration file (mirrors, rewrites, credentials, TLS;
+    /// k3s's registries.yaml format).
+    #[arg(long, default_value = "/etc/skiff/registries.yaml")]
+    pub private_registry: PathBuf,
+
     /// (testing) The Linux bridge the pods' veths attach to. One node per machine uses `cni0`;
     /// tests running several nodes on one machine give each its own.
     #[arg(long, default_value = "cni0", hide = true)]
