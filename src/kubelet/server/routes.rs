@@ -135,6 +135,7 @@ where
     F: FnOnce(SpdySession) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    eprintln!("TEMPCHECK spdy upgrade {} {chosen:?}", request.uri());
     let on_upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
@@ -257,6 +258,7 @@ async fn port_forward_inner(state: AppState, target: Target, request: Request) -
     };
     let tunnelled = format!("{TUNNEL_PREFIX}{PORT_FORWARD_PROTOCOL}");
     if offered.iter().any(|name| *name == tunnelled) {
+        eprintln!("TEMPCHECK tunnel");
         return upgrade
             .protocols([tunnelled])
             .on_upgrade(move |socket| async move {

@@ -282,7 +282,7 @@ mod tests {
             (
                 br#"{"Width":80,"Height":24}{"Width":100,"Height":30}"#,
                 vec![size(80, 24), size(100, 30)],
-                50,
+                49,
             ),
             (br#"{"Width":80,"Height":24}{"Wid"#, vec![size(80, 24)], 24),
             (b"", vec![], 0),

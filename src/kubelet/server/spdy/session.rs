@@ -6,6 +6,7 @@
 //! interprets stream headers: exec and port-forward semantics live above it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -118,6 +119,8 @@ impl Windows {
 struct Shared {
     windows: Mutex<Windows>,
     window_opened: Notify,
+    /// The highest stream id accepted, for GOAWAY.
+    last_stream: AtomicU32,
 }
 
 impl Shared {
@@ -135,7 +138,21 @@ pub struct IncomingStream {
     inbound: mpsc::UnboundedReceiver<Inbound>,
     out: mpsc::Sender<Out>,
     shared: Arc<Shared>,
-    tasks: mpsc::UnboundedSender<JoinHandle<()>>,
+    tasks: mpsc::UnboundedSender<Pump>,
+}
+
+/// A stream's task: inbound ones end with the client's FIN, outbound ones with the user's.
+enum Pump {
+    Inbound(JoinHandle<()>),
+    Outbound(JoinHandle<()>),
+}
+
+impl Pump {
+    fn abort(&self) {
+        match self {
+            Self::Inbound(task) | Self::Outbound(task) => task.abort(),
+        }
+    }
 }
 
 /// What the reader hands a stream.
@@ -160,8 +177,8 @@ impl IncomingStream {
         let (from_user, to_user) = tokio::io::split(session);
         let inbound = tokio::spawn(deliver(self.id, self.inbound, to_user, self.out.clone()));
         let outbound = tokio::spawn(send(self.id, from_user, self.out, self.shared));
-        let _closed = self.tasks.send(inbound);
-        let _closed = self.tasks.send(outbound);
+        let _closed = self.tasks.send(Pump::Inbound(inbound));
+        let _closed = self.tasks.send(Pump::Outbound(outbound));
         user
     }
 
@@ -259,10 +276,11 @@ async fn send(
 pub struct Session {
     incoming: mpsc::Receiver<IncomingStream>,
     out: mpsc::Sender<Out>,
-    tasks: mpsc::UnboundedReceiver<JoinHandle<()>>,
-    reader: JoinHandle<StreamId>,
+    tasks: mpsc::UnboundedReceiver<Pump>,
+    reader: JoinHandle<()>,
     writer: JoinHandle<()>,
     reader_done: Option<oneshot::Receiver<()>>,
+    shared: Arc<Shared>,
 }
 
 impl Session {
@@ -281,6 +299,7 @@ impl Session {
         let shared = Arc::new(Shared {
             windows: Mutex::new(Windows::new()),
             window_opened: Notify::new(),
+            last_stream: AtomicU32::new(0),
         });
         let writer = tokio::spawn(write_frames(write, encoder, out_rx));
         let reader = tokio::spawn(read_frames(
@@ -289,7 +308,7 @@ impl Session {
             ReaderContext {
                 out: out.clone(),
                 incoming: incoming_tx,
-                shared,
+                shared: shared.clone(),
                 tasks: tasks_tx,
             },
             done_tx,
@@ -301,6 +320,7 @@ impl Session {
             reader,
             writer,
             reader_done: Some(done_rx),
+            shared,
         })
     }
 
@@ -321,7 +341,9 @@ impl Session {
         }
         let drained = tokio::time::timeout(DRAIN, async {
             for pump in &mut pumps {
-                let _finished = pump.await;
+                if let Pump::Outbound(task) = pump {
+                    let _finished = task.await;
+                }
             }
         })
         .await;
@@ -331,7 +353,7 @@ impl Session {
         for pump in &pumps {
             pump.abort();
         }
-        let last_good = StreamId(0);
+        let last_good = StreamId(self.shared.last_stream.load(Ordering::Relaxed));
         let _closed = self.out.send(Out::Close { last_good }).await;
         if let Some(done) = self.reader_done.take() {
             let _ended = tokio::time::timeout(linger, done).await;
@@ -410,16 +432,16 @@ struct ReaderContext {
     out: mpsc::Sender<Out>,
     incoming: mpsc::Sender<IncomingStream>,
     shared: Arc<Shared>,
-    tasks: mpsc::UnboundedSender<JoinHandle<()>>,
+    tasks: mpsc::UnboundedSender<Pump>,
 }
 
-/// Reads frames until EOF or a protocol error; returns the last stream id it accepted.
+/// Reads frames until EOF or a protocol error.
 async fn read_frames<R: AsyncRead>(
     read: R,
     mut codec: FrameCodec,
     ctx: ReaderContext,
     done: oneshot::Sender<()>,
-) -> StreamId {
+) {
     tokio::pin!(read);
     let mut buf = BytesMut::with_capacity(PIPE);
     let mut streams: HashMap<u32, mpsc::UnboundedSender<Inbound>> = HashMap::new();
@@ -448,7 +470,6 @@ async fn read_frames<R: AsyncRead>(
         let _gone = stream.send(Inbound::Fin);
     }
     let _gone = done.send(());
-    last
 }
 
 /// Handles one inbound frame; `false` ends the session.
@@ -477,6 +498,7 @@ async fn handle(
                 return send(Frame::RstStream { stream_id, status }).await;
             }
             *last = stream_id;
+            ctx.shared.last_stream.store(stream_id.0, Ordering::Relaxed);
             let (tx, rx) = mpsc::unbounded_channel();
             if fin {
                 let _gone = tx.send(Inbound::Fin);
