@@ -511,6 +511,34 @@ fn kubectl_port_forward_reaches_the_pod_port_over_spdy_and_tunnelled_spdy() {
 }
 
 #[test]
+fn kube_rs_port_forward_uses_the_websocket_channel_protocol() {
+    let c = cluster();
+    let rt = runtime();
+    rt.block_on(async {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&c.server.kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let pods: Api<Pod> = Api::namespaced(client, "default");
+        let mut forwarder = pods.portforward("p", &[8080, 9090]).await.unwrap();
+        for port in [8080, 9090] {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = forwarder.take_stream(port).unwrap();
+            let payload = format!("to port {port}");
+            stream.write_all(payload.as_bytes()).await.unwrap();
+            let mut got = vec![0u8; payload.len()];
+            tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut got))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(got, payload.as_bytes());
+        }
+        forwarder.abort();
+    });
+}
+
+#[test]
 fn pods_without_a_reachable_kubelet_fail_fast_with_a_clear_status() {
     let c = cluster();
     let s = &c.server;

@@ -168,21 +168,21 @@ pub async fn serve_spdy(mut session: Session, backend: Arc<dyn StreamingBackend>
         if role.data {
             pair.port = role.port;
         }
-        if pair.data.is_some() && pair.error.is_some() {
-            if let Some(Pair {
+        if pair.data.is_some()
+            && pair.error.is_some()
+            && let Some(Pair {
                 port,
                 data: Some(data),
                 error: Some(error),
             }) = pairs.remove(&role.request_id)
-            {
-                forwards.push(tokio::spawn(forward(
-                    backend.clone(),
-                    target.clone(),
-                    port,
-                    data,
-                    error,
-                )));
-            }
+        {
+            forwards.push(tokio::spawn(forward(
+                backend.clone(),
+                target.clone(),
+                port,
+                data,
+                error,
+            )));
         }
     }
     drop(pairs);

@@ -135,7 +135,6 @@ where
     F: FnOnce(SpdySession) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    eprintln!("TEMPCHECK spdy upgrade {} {chosen:?}", request.uri());
     let on_upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
@@ -210,6 +209,17 @@ async fn stream(
         })
 }
 
+/// The query with `ports` (the API's `PodPortForwardOptions` name, which upstream's API server
+/// turns into the kubelet's `port`) renamed to `port`, so either reaches the kubelet.
+fn port_query(query: &str) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        let name = if name == "ports" { "port".into() } else { name };
+        out.append_pair(&name, &value);
+    }
+    out.finish()
+}
+
 async fn port_forward(
     State(state): State<AppState>,
     Path((namespace, name)): Path<(String, String)>,
@@ -257,8 +267,7 @@ async fn port_forward_inner(state: AppState, target: Target, request: Request) -
         return missing_upgrade();
     };
     let tunnelled = format!("{TUNNEL_PREFIX}{PORT_FORWARD_PROTOCOL}");
-    if offered.iter().any(|name| *name == tunnelled) {
-        eprintln!("TEMPCHECK tunnel");
+    if offered.contains(&tunnelled) {
         return upgrade
             .protocols([tunnelled])
             .on_upgrade(move |socket| async move {
@@ -268,7 +277,7 @@ async fn port_forward_inner(state: AppState, target: Target, request: Request) -
                 }
             });
     }
-    let ports = match ports(&query) {
+    let ports = match ports(&port_query(&query)) {
         Ok(ports) if ports.is_empty() => {
             return (
                 StatusCode::BAD_REQUEST,
@@ -296,4 +305,22 @@ async fn port_forward_inner(state: AppState, target: Target, request: Request) -
     upgrade.on_upgrade(move |socket| {
         portforward::serve_websocket(socket, protocol, backend, target, ports)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_queries_accept_both_parameter_names() {
+        let cases = [
+            ("port=80&port=443", vec![80, 443]),
+            ("&ports=80%2C1234", vec![80, 1234]),
+            ("ports=8080&port=9090", vec![8080, 9090]),
+            ("", vec![]),
+        ];
+        for (query, want) in cases {
+            assert_eq!(ports(&port_query(query)).unwrap(), want, "{query}");
+        }
+    }
 }

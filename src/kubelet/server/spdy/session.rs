@@ -6,7 +6,7 @@
 //! interprets stream headers: exec and port-forward semantics live above it.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -24,6 +24,9 @@ pub const DEFAULT_WINDOW: i64 = 64 * 1024;
 const MAX_DATA: usize = 16 * 1024;
 /// Bytes buffered in each direction between the session and a stream's user.
 const PIPE: usize = 64 * 1024;
+/// Client bytes buffered for a stream whose user does not read before the stream is reset
+/// (SPDY/3.1 peers keep within our 64 KiB window; spdystream ignores windows).
+const MAX_BUFFERED: usize = 8 * 1024 * 1024;
 /// How long `shutdown` waits for streams still sending before it resets them.
 const DRAIN: Duration = Duration::from_secs(5);
 /// Frames queued for the socket before senders wait.
@@ -136,6 +139,7 @@ pub struct IncomingStream {
     /// The client half-closed the stream in its SYN_STREAM.
     pub fin: bool,
     inbound: mpsc::UnboundedReceiver<Inbound>,
+    buffered: Arc<AtomicUsize>,
     out: mpsc::Sender<Out>,
     shared: Arc<Shared>,
     tasks: mpsc::UnboundedSender<Pump>,
@@ -175,7 +179,13 @@ impl IncomingStream {
         };
         let _closed = self.out.send(Out::Frame(reply)).await;
         let (from_user, to_user) = tokio::io::split(session);
-        let inbound = tokio::spawn(deliver(self.id, self.inbound, to_user, self.out.clone()));
+        let inbound = tokio::spawn(deliver(
+            self.id,
+            self.inbound,
+            self.buffered,
+            to_user,
+            self.out.clone(),
+        ));
         let outbound = tokio::spawn(send(self.id, from_user, self.out, self.shared));
         let _closed = self.tasks.send(Pump::Inbound(inbound));
         let _closed = self.tasks.send(Pump::Outbound(outbound));
@@ -197,13 +207,16 @@ impl IncomingStream {
 async fn deliver(
     id: StreamId,
     mut inbound: mpsc::UnboundedReceiver<Inbound>,
+    buffered: Arc<AtomicUsize>,
     mut to_user: tokio::io::WriteHalf<DuplexStream>,
     out: mpsc::Sender<Out>,
 ) {
     while let Some(item) = inbound.recv().await {
         match item {
             Inbound::Data(data) => {
-                if to_user.write_all(&data).await.is_err() {
+                let written = to_user.write_all(&data).await;
+                buffered.fetch_sub(data.len(), Ordering::Relaxed);
+                if written.is_err() {
                     // The user dropped the stream; keep draining so the reader never blocks.
                     continue;
                 }
@@ -428,6 +441,12 @@ async fn write_frames<W: AsyncWrite>(
     let _flushed = write.shutdown().await;
 }
 
+/// The reader's end of a stream's inbound queue, with the bytes not yet handed to the user.
+struct InboundTx {
+    tx: mpsc::UnboundedSender<Inbound>,
+    buffered: Arc<AtomicUsize>,
+}
+
 struct ReaderContext {
     out: mpsc::Sender<Out>,
     incoming: mpsc::Sender<IncomingStream>,
@@ -444,7 +463,7 @@ async fn read_frames<R: AsyncRead>(
 ) {
     tokio::pin!(read);
     let mut buf = BytesMut::with_capacity(PIPE);
-    let mut streams: HashMap<u32, mpsc::UnboundedSender<Inbound>> = HashMap::new();
+    let mut streams: HashMap<u32, InboundTx> = HashMap::new();
     let mut last = StreamId(0);
     let mut going_away = false;
     'read: loop {
@@ -467,7 +486,7 @@ async fn read_frames<R: AsyncRead>(
         }
     }
     for (_, stream) in streams.drain() {
-        let _gone = stream.send(Inbound::Fin);
+        let _gone = stream.tx.send(Inbound::Fin);
     }
     let _gone = done.send(());
 }
@@ -476,7 +495,7 @@ async fn read_frames<R: AsyncRead>(
 async fn handle(
     ctx: &ReaderContext,
     frame: Frame,
-    streams: &mut HashMap<u32, mpsc::UnboundedSender<Inbound>>,
+    streams: &mut HashMap<u32, InboundTx>,
     last: &mut StreamId,
     going_away: &mut bool,
 ) -> bool {
@@ -500,10 +519,15 @@ async fn handle(
             *last = stream_id;
             ctx.shared.last_stream.store(stream_id.0, Ordering::Relaxed);
             let (tx, rx) = mpsc::unbounded_channel();
+            let buffered = Arc::new(AtomicUsize::new(0));
             if fin {
                 let _gone = tx.send(Inbound::Fin);
             } else {
-                streams.insert(stream_id.0, tx);
+                let inbound = InboundTx {
+                    tx,
+                    buffered: buffered.clone(),
+                };
+                streams.insert(stream_id.0, inbound);
             }
             {
                 let mut windows = ctx.shared.windows();
@@ -515,6 +539,7 @@ async fn handle(
                 headers,
                 fin,
                 inbound: rx,
+                buffered,
                 out: ctx.out.clone(),
                 shared: ctx.shared.clone(),
                 tasks: ctx.tasks.clone(),
@@ -531,26 +556,36 @@ async fn handle(
             fin,
             data,
         } => {
-            if let Some(stream) = streams.get(&stream_id.0) {
-                if !data.is_empty() {
-                    let _gone = stream.send(Inbound::Data(data));
-                }
-                if fin {
-                    let _gone = stream.send(Inbound::Fin);
-                    streams.remove(&stream_id.0);
-                }
+            let Some(stream) = streams.get(&stream_id.0) else {
+                return true;
+            };
+            let buffered = stream.buffered.fetch_add(data.len(), Ordering::Relaxed);
+            if buffered.saturating_add(data.len()) > MAX_BUFFERED {
+                let _gone = stream.tx.send(Inbound::Reset);
+                streams.remove(&stream_id.0);
+                ctx.shared.windows().reset.insert(stream_id.0);
+                ctx.shared.window_opened.notify_waiters();
+                let status = RstStatus::FLOW_CONTROL_ERROR;
+                return send(Frame::RstStream { stream_id, status }).await;
+            }
+            if !data.is_empty() {
+                let _gone = stream.tx.send(Inbound::Data(data));
+            }
+            if fin {
+                let _gone = stream.tx.send(Inbound::Fin);
+                streams.remove(&stream_id.0);
             }
             true
         }
         Frame::Headers { stream_id, fin, .. } => {
             if fin && let Some(stream) = streams.remove(&stream_id.0) {
-                let _gone = stream.send(Inbound::Fin);
+                let _gone = stream.tx.send(Inbound::Fin);
             }
             true
         }
         Frame::RstStream { stream_id, .. } => {
             if let Some(stream) = streams.remove(&stream_id.0) {
-                let _gone = stream.send(Inbound::Reset);
+                let _gone = stream.tx.send(Inbound::Reset);
             }
             ctx.shared.windows().reset.insert(stream_id.0);
             ctx.shared.window_opened.notify_waiters();

@@ -369,3 +369,33 @@ async fn client_eof_ends_the_stream_list_and_open_streams() {
     stream.read_to_end(&mut rest).await.unwrap();
     assert!(rest.is_empty());
 }
+
+#[tokio::test]
+async fn a_stream_whose_user_never_reads_is_reset_past_the_buffer_limit() {
+    let (mut client, mut session) = client_and_session();
+    client.send(&syn(1, "stdin")).await;
+    let _unread = session.next_stream().await.unwrap().accept().await;
+    assert_eq!(client.recv(WAIT).await, Some(reply(1)));
+    let chunk = Bytes::from(vec![1u8; 1 << 20]);
+    let sender = tokio::spawn(async move {
+        for _ in 0..12 {
+            let frame = Frame::Data {
+                stream_id: StreamId(1),
+                fin: false,
+                data: chunk.clone(),
+            };
+            client.send(&frame).await;
+        }
+        client
+    });
+    let mut client = sender.await.unwrap();
+    loop {
+        match client.recv(WAIT).await {
+            Some(Frame::WindowUpdate { .. }) => continue,
+            other => {
+                assert_eq!(other, Some(rst(1, RstStatus::FLOW_CONTROL_ERROR)));
+                break;
+            }
+        }
+    }
+}
