@@ -327,7 +327,183 @@ pub async fn serve_websocket(
 
 #[cfg(test)]
 mod tests {
+    use bytes::{Bytes, BytesMut};
+    use futures::FutureExt;
+    use futures::future::BoxFuture;
+
     use super::*;
+    use crate::kubelet::hollow::streaming::SimulatedBackend;
+    use crate::kubelet::server::backend::{BackendError, LogStream, PortStream, Session as Pipes};
+    use crate::kubelet::server::channel::ExecOutcome;
+    use crate::kubelet::server::spdy::{Frame, FrameCodec, HeaderBlock, StreamId};
+
+    /// Every port is closed.
+    struct Unreachable;
+
+    impl StreamingBackend for Unreachable {
+        fn logs(
+            &self,
+            _: PodRef,
+            _: String,
+            _: crate::kubelet::server::backend::LogOptions,
+        ) -> BoxFuture<'static, Result<LogStream, BackendError>> {
+            futures::future::ready(Err(BackendError::Unsupported { operation: "logs" })).boxed()
+        }
+        fn exec(
+            &self,
+            _: Pipes,
+            _: Vec<String>,
+        ) -> BoxFuture<'static, Result<ExecOutcome, BackendError>> {
+            futures::future::ready(Err(BackendError::Unsupported { operation: "exec" })).boxed()
+        }
+        fn attach(&self, _: Pipes) -> BoxFuture<'static, Result<ExecOutcome, BackendError>> {
+            futures::future::ready(Err(BackendError::Unsupported {
+                operation: "attach",
+            }))
+            .boxed()
+        }
+        fn port_forward(
+            &self,
+            pod: PodRef,
+            port: u16,
+        ) -> BoxFuture<'static, Result<Box<dyn PortStream>, BackendError>> {
+            let error = BackendError::PortUnreachable {
+                namespace: pod.namespace,
+                name: pod.name,
+                port,
+            };
+            futures::future::ready(Err(error)).boxed()
+        }
+        fn pods(&self) -> BoxFuture<'static, serde_json::Value> {
+            futures::future::ready(serde_json::Value::Null).boxed()
+        }
+    }
+
+    fn syn(id: u32, kind: &str, request: &str) -> Frame {
+        Frame::SynStream {
+            stream_id: StreamId(id),
+            associated_to: StreamId(0),
+            priority: 0,
+            fin: false,
+            unidirectional: false,
+            headers: HeaderBlock::new()
+                .with("streamtype", kind)
+                .with("port", "8080")
+                .with("requestid", request),
+        }
+    }
+
+    fn data(id: u32, bytes: &'static [u8], fin: bool) -> Frame {
+        Frame::Data {
+            stream_id: StreamId(id),
+            fin,
+            data: Bytes::from_static(bytes),
+        }
+    }
+
+    /// Plays `frames` as kubectl would and collects, per stream, the bytes and whether FIN
+    /// came, until both streams of the pair ended.
+    async fn forward_pair(
+        backend: Arc<dyn StreamingBackend>,
+        frames: Vec<Frame>,
+    ) -> HashMap<u32, (Vec<u8>, bool)> {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let session = Session::new(server).unwrap();
+        let target = Target {
+            pod: PodRef {
+                namespace: "default".into(),
+                name: "p".into(),
+            },
+            uid: None,
+        };
+        tokio::spawn(serve_spdy(session, backend, target));
+        let mut encoder = FrameCodec::new().unwrap();
+        let mut decoder = FrameCodec::new().unwrap();
+        let mut wire = BytesMut::new();
+        for frame in &frames {
+            encoder.encode(frame, &mut wire).unwrap();
+        }
+        client.write_all(&wire).await.unwrap();
+        let mut seen: HashMap<u32, (Vec<u8>, bool)> = HashMap::new();
+        let mut buf = BytesMut::new();
+        let done = |seen: &HashMap<u32, (Vec<u8>, bool)>| {
+            seen.len() == 2 && seen.values().all(|(_, fin)| *fin)
+        };
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !done(&seen) {
+                while let Some(frame) = decoder.decode(&mut buf).unwrap() {
+                    if let Frame::Data {
+                        stream_id,
+                        fin,
+                        data,
+                    } = frame
+                    {
+                        let entry = seen.entry(stream_id.0).or_default();
+                        entry.0.extend_from_slice(&data);
+                        entry.1 |= fin;
+                    }
+                }
+                if done(&seen) {
+                    break;
+                }
+                assert!(client.read_buf(&mut buf).await.unwrap() > 0, "eof");
+            }
+        })
+        .await
+        .unwrap();
+        seen
+    }
+
+    #[tokio::test]
+    async fn spdy_pairs_forward_or_report_on_the_error_stream() {
+        let cases: [(&str, Arc<dyn StreamingBackend>, Vec<Frame>, &[u8], &str); 3] = [
+            (
+                "echo, error stream first as kubectl opens it",
+                Arc::new(SimulatedBackend),
+                vec![
+                    syn(1, "error", "0"),
+                    data(1, b"", true),
+                    syn(3, "data", "0"),
+                    data(3, b"ping", true),
+                ],
+                b"ping",
+                "",
+            ),
+            (
+                "old clients pair by stream id",
+                Arc::new(SimulatedBackend),
+                vec![
+                    syn(5, "error", ""),
+                    syn(7, "data", ""),
+                    data(7, b"pong", true),
+                ],
+                b"pong",
+                "",
+            ),
+            (
+                "unreachable port",
+                Arc::new(Unreachable),
+                vec![syn(1, "data", "0"), syn(3, "error", "0")],
+                b"",
+                "error forwarding port 8080 to pod p_default, uid : pod default/p does not listen on port 8080",
+            ),
+        ];
+        for (name, backend, frames, want_data, want_error) in cases {
+            let seen = forward_pair(backend, frames.clone()).await;
+            let id = |kind: &str| {
+                frames.iter().find_map(|f| match f {
+                    Frame::SynStream {
+                        stream_id, headers, ..
+                    } if headers.get("streamtype") == Some(kind) => Some(stream_id.0),
+                    _ => None,
+                })
+            };
+            let data = id("data").and_then(|i| seen.get(&i)).unwrap();
+            let error = id("error").and_then(|i| seen.get(&i)).unwrap();
+            assert_eq!(data.0, want_data, "{name}");
+            assert_eq!(String::from_utf8_lossy(&error.0), want_error, "{name}");
+        }
+    }
 
     #[test]
     fn stream_roles_follow_upstream_validation() {
