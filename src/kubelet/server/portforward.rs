@@ -456,7 +456,15 @@ mod tests {
 
     #[tokio::test]
     async fn spdy_pairs_forward_or_report_on_the_error_stream() {
-        let cases: [(&str, Arc<dyn StreamingBackend>, Vec<Frame>, &[u8], &str); 3] = [
+        /// Name, backend, what the client sends, data and error stream contents it must get.
+        type Case = (
+            &'static str,
+            Arc<dyn StreamingBackend>,
+            Vec<Frame>,
+            &'static [u8],
+            &'static str,
+        );
+        let cases: [Case; 3] = [
             (
                 "echo, error stream first as kubectl opens it",
                 Arc::new(SimulatedBackend),
