@@ -1,7 +1,9 @@
 //! The kubelet's HTTPS endpoint (no root needed): the listener over the hollow
 //! `SimulatedBackend` with a fake authorizer (401 without credentials, 403 when the access review
 //! denies, bearer tokens), and real kubectl against a `skiff server` whose API server proxies
-//! `logs` and `exec` to a test kubelet listener registered as a Node's kubelet endpoint.
+//! `logs`, `exec` (WebSocket, and SPDY/3.1 with kubectl 1.29) and `port-forward` (SPDY, and SPDY
+//! tunnelled in WebSocket with kubectl 1.31+) to a test kubelet listener registered as a Node's
+//! kubelet endpoint.
 
 mod common;
 
@@ -373,6 +375,167 @@ fn kubectl_logs_and_exec_reach_the_kubelet_through_the_api_server() {
         );
         assert_eq!(failed.status.code(), Some(3), "kubectl {version} exit code");
     }
+}
+
+#[test]
+fn kubectl_1_29_exec_speaks_spdy_to_the_kubelet() {
+    let c = cluster();
+    let s = &c.server;
+    let kubectl = tool("kubectl-1.29");
+    let out = ok(s, &kubectl, &["exec", "p", "--", "echo", "hi"], None);
+    assert_eq!(out, "hi\n", "kubectl 1.29 exec");
+    let out = ok(
+        s,
+        &kubectl,
+        &["exec", "-i", "p", "--", "cat"],
+        Some("from stdin\nsecond line\n"),
+    );
+    assert_eq!(out, "from stdin\nsecond line\n", "kubectl 1.29 exec -i");
+    let big = "x".repeat(200 * 1024) + "\n";
+    let out = ok(s, &kubectl, &["exec", "-i", "p", "--", "cat"], Some(&big));
+    assert_eq!(
+        out.len(),
+        big.len(),
+        "kubectl 1.29 exec -i beyond one window"
+    );
+    let failed = run(
+        s,
+        &kubectl,
+        &["exec", "p", "--", "sh", "-c", "exit 3"],
+        None,
+    );
+    assert_eq!(failed.status.code(), Some(3), "kubectl 1.29 exit code");
+    let missing = run(s, &kubectl, &["exec", "p", "--", "nosuch"], None);
+    assert_eq!(
+        missing.status.code(),
+        Some(127),
+        "kubectl 1.29 missing command"
+    );
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("nosuch: command not found"),
+        "stderr reaches kubectl 1.29"
+    );
+}
+
+/// Runs `kubectl port-forward pod/p :8080` and returns the child and its local port.
+fn start_port_forward(s: &TestServer, kubectl: &std::path::Path) -> (std::process::Child, u16) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(kubectl)
+        .args(["port-forward", "pod/p", ":8080"])
+        .env("KUBECONFIG", &s.kubeconfig)
+        .env("HOME", s.dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            // "Forwarding from 127.0.0.1:41234 -> 8080"
+            if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
+                let port = rest.split_whitespace().next().unwrap_or("").parse::<u16>();
+                let _ = tx.send(port.ok());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(Some(port)) => (child, port),
+        _ => {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{} port-forward did not start: {}",
+                kubectl.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// One connection through the forward: what was sent comes back from the echo port.
+fn echo_through(port: u16, payload: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    conn.write_all(payload).unwrap();
+    let mut got = vec![0u8; payload.len()];
+    conn.read_exact(&mut got).unwrap();
+    got
+}
+
+#[test]
+fn kubectl_port_forward_reaches_the_pod_port_over_spdy_and_tunnelled_spdy() {
+    let c = cluster();
+    let s = &c.server;
+    ok(
+        s,
+        &tool("kubectl-1.35"),
+        &[
+            "patch",
+            "pod",
+            "p",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"phase":"Running"}}"#,
+        ],
+        None,
+    );
+    for version in ["1.35", "1.33", "1.29"] {
+        let kubectl = tool(&format!("kubectl-{version}"));
+        let (mut child, port) = start_port_forward(s, &kubectl);
+        let small = b"hello through the forward".to_vec();
+        assert_eq!(echo_through(port, &small), small, "kubectl {version}");
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(echo_through(port, &big), big, "kubectl {version} large");
+        // A second connection after the first closed reuses the same session.
+        assert_eq!(echo_through(port, b"again"), b"again", "kubectl {version}");
+        let still_running = child.try_wait().unwrap().is_none();
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            still_running,
+            "kubectl {version} port-forward exited: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("error"),
+            "kubectl {version} port-forward reported: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn kube_rs_port_forward_uses_the_websocket_channel_protocol() {
+    let c = cluster();
+    let rt = runtime();
+    rt.block_on(async {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&c.server.kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let pods: Api<Pod> = Api::namespaced(client, "default");
+        let mut forwarder = pods.portforward("p", &[8080, 9090]).await.unwrap();
+        for port in [8080, 9090] {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = forwarder.take_stream(port).unwrap();
+            let payload = format!("to port {port}");
+            stream.write_all(payload.as_bytes()).await.unwrap();
+            let mut got = vec![0u8; payload.len()];
+            tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut got))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(got, payload.as_bytes());
+        }
+        forwarder.abort();
+    });
 }
 
 #[test]

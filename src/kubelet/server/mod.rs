@@ -1,8 +1,8 @@
 //! The kubelet's HTTPS streaming server (port 10250): container logs, exec, attach and
 //! port-forward over the Kubernetes WebSocket channel protocols (`channel`) and SPDY/3.1
-//! (`spdy`), routed by `routes` to a `backend::StreamingBackend`, served over TLS by `listener`
-//! behind `auth` (client certificates, TokenReview, SubjectAccessReview). Not yet here: SPDY
-//! sessions and port-forward on the kubelet side. Only `containerd` (the real node's backend)
+//! (`spdy`, also tunnelled in WebSocket), with `portforward` pairing port-forward streams, routed
+//! by `routes` to a `backend::StreamingBackend`, served over TLS by `listener` behind `auth`
+//! (client certificates, TokenReview, SubjectAccessReview). Only `containerd` (the real node's backend)
 //! reaches containerd; the protocol code never does.
 
 pub mod auth;
@@ -10,6 +10,7 @@ pub mod backend;
 pub mod channel;
 pub mod containerd;
 pub mod listener;
+pub mod portforward;
 pub mod query;
 pub mod routes;
 pub mod spdy;

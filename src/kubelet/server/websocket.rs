@@ -1,6 +1,7 @@
 //! One exec or attach session over a negotiated WebSocket channel protocol: inbound stdin,
 //! resize and close messages feed the backend's pipes; its stdout and stderr flow back as
-//! channel messages; the outcome goes out on the error channel before the socket closes.
+//! channel messages; the outcome goes out on the error channel before the socket closes. Also
+//! the byte tunnel that carries SPDY inside WebSocket binary messages (`tunnel`).
 
 use std::sync::Arc;
 
@@ -162,4 +163,59 @@ async fn pump(
             return;
         }
     }
+}
+
+/// Bridges a WebSocket whose binary messages carry a byte stream (SPDY tunnelled in WebSocket,
+/// upstream's `TunnelingConnection`) to a duplex pipe: bytes written to the pipe go out as one
+/// binary message per write; inbound binary messages are read from it. Closing the pipe's
+/// write side sends a normal-closure close frame; the peer's close is EOF.
+pub(super) fn tunnel(socket: WebSocket) -> DuplexStream {
+    let (ours, theirs) = tokio::io::duplex(PIPE);
+    tokio::spawn(async move {
+        let (mut sink, mut inbound) = socket.split();
+        let (mut read, mut write) = tokio::io::split(ours);
+        let up = async move {
+            while let Some(Ok(message)) = inbound.next().await {
+                match message {
+                    Message::Binary(bytes) => {
+                        if write.write_all(&bytes).await.is_err() {
+                            break;
+                        }
+                    }
+                    Message::Close(_) => break,
+                    Message::Text(_) => {
+                        debug!("text message on a tunnelling websocket; closing");
+                        break;
+                    }
+                    Message::Ping(_) | Message::Pong(_) => {}
+                }
+            }
+            let _closed = write.shutdown().await;
+        };
+        let down = async move {
+            let mut buf = vec![0u8; PIPE];
+            loop {
+                let n = match read.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let Some(chunk) = buf.get(..n) else { break };
+                if sink
+                    .send(Message::Binary(chunk.to_vec().into()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let close = Message::Close(Some(CloseFrame {
+                code: close_code::NORMAL,
+                reason: "".into(),
+            }));
+            let _sent = sink.send(close).await;
+            let _closed = sink.close().await;
+        };
+        tokio::join!(up, down);
+    });
+    theirs
 }

@@ -1,11 +1,16 @@
 //! SPDY/3.1 as kubectl speaks it for exec, attach and port-forward (`k8s.io/apimachinery`'s
 //! httpstream/spdy over moby/spdystream): frame encoding and decoding with zlib header
-//! compression (`frame`), and the name/value header blocks (`headers`). Pure byte handling: it
-//! never does I/O, so the connection layer above owns sockets, stream state and flow control.
+//! compression (`frame`), the name/value header blocks (`headers`), the server session with
+//! stream state and flow control (`session`), the HTTP upgrade handshake (`upgrade`) and exec
+//! and attach over a session (`remotecommand`). Only `session` does I/O, on a byte stream it is
+//! given; nothing here touches containers.
 
 mod dictionary;
 pub mod frame;
 pub mod headers;
+pub mod remotecommand;
+pub mod session;
+pub mod upgrade;
 
 pub use frame::{Frame, FrameCodec, RstStatus, Setting, StreamId};
 pub use headers::HeaderBlock;
