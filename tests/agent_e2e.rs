@@ -1,8 +1,8 @@
 //! Root test, the node agent end to end as a user meets it: `skiff server` on a fresh data dir
 //! with a busybox `httpd` image in `<data-dir>/agent/images/` becomes a Ready node; a 3-replica
 //! Deployment gets 3 Running pods whose IPs answer HTTP from the host; `kubectl logs`, `exec`
-//! (command and stdin) and `cp` reach the containers through the API server and the kubelet
-//! (kubectl 1.33 and 1.35); an image pushed to a loopback `docker-registry` (reached through a
+//! (command and stdin), `cp` and `port-forward` reach the containers through the API server and
+//! the kubelet (kubectl 1.33 and 1.35; exec and port-forward over SPDY with 1.29); an image pushed to a loopback `docker-registry` (reached through a
 //! `--private-registry` mirror) is pulled on demand with `Pulling`/`Pulled` events; deleting
 //! everything leaves no container, pod namespace or mount behind.
 
@@ -231,6 +231,27 @@ fn a_deployment_runs_serves_http_and_answers_logs_exec_and_cp() {
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("command terminated with exit code 3"),
             "{version}: {out:?}"
+        );
+    }
+    // exec over SPDY/3.1 with kubectl 1.29.
+    let out = ok(
+        &server,
+        &tool("kubectl-1.29"),
+        &["exec", first, "--", "echo", "spdy"],
+        None,
+    );
+    assert_eq!(out, "spdy\n", "kubectl 1.29 exec");
+    // port-forward (SPDY tunnelled in a WebSocket with 1.35, plain SPDY with 1.29) to the httpd.
+    for version in ["kubectl-1.35", "kubectl-1.29"] {
+        let (mut child, port) =
+            common::port_forward(&server, &tool(version), &format!("pod/{first}"), 8080);
+        let body = http_get("127.0.0.1", port);
+        let _ = child.kill();
+        let _ = child.wait();
+        let body = body.expect("HTTP through port-forward");
+        assert!(
+            body.contains(&format!("hello from {first}")),
+            "{version}: {body}"
         );
     }
     let local = server.dir.path().join("copied.html");

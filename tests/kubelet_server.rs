@@ -417,44 +417,6 @@ fn kubectl_1_29_exec_speaks_spdy_to_the_kubelet() {
     );
 }
 
-/// Runs `kubectl port-forward pod/p :8080` and returns the child and its local port.
-fn start_port_forward(s: &TestServer, kubectl: &std::path::Path) -> (std::process::Child, u16) {
-    use std::io::{BufRead, BufReader};
-    let mut child = std::process::Command::new(kubectl)
-        .args(["port-forward", "pod/p", ":8080"])
-        .env("KUBECONFIG", &s.kubeconfig)
-        .env("HOME", s.dir.path())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            // "Forwarding from 127.0.0.1:41234 -> 8080"
-            if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
-                let port = rest.split_whitespace().next().unwrap_or("").parse::<u16>();
-                let _ = tx.send(port.ok());
-            }
-        }
-    });
-    match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(Some(port)) => (child, port),
-        _ => {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "{} port-forward did not start: {}",
-                kubectl.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-}
-
 /// One connection through the forward: what was sent comes back from the echo port.
 fn echo_through(port: u16, payload: &[u8]) -> Vec<u8> {
     use std::io::{Read, Write};
@@ -487,7 +449,7 @@ fn kubectl_port_forward_reaches_the_pod_port_over_spdy_and_tunnelled_spdy() {
     );
     for version in ["1.35", "1.33", "1.29"] {
         let kubectl = tool(&format!("kubectl-{version}"));
-        let (mut child, port) = start_port_forward(s, &kubectl);
+        let (mut child, port) = common::port_forward(s, &kubectl, "pod/p", 8080);
         let small = b"hello through the forward".to_vec();
         assert_eq!(echo_through(port, &small), small, "kubectl {version}");
         let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();

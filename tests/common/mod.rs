@@ -337,3 +337,47 @@ pub fn kubectls() -> Vec<(&'static str, PathBuf)> {
         ("1.35", tool("kubectl-1.35")),
     ]
 }
+
+/// Runs `kubectl port-forward <target> :<remote>` and returns the child (the caller kills it)
+/// and its local port.
+pub fn port_forward(
+    s: &TestServer,
+    kubectl: &Path,
+    target: &str,
+    remote: u16,
+) -> (std::process::Child, u16) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(kubectl)
+        .args(["port-forward", target, &format!(":{remote}")])
+        .env("KUBECONFIG", &s.kubeconfig)
+        .env("HOME", s.dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            // "Forwarding from 127.0.0.1:41234 -> 8080"
+            if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
+                let port = rest.split_whitespace().next().unwrap_or("").parse::<u16>();
+                let _ = tx.send(port.ok());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(Some(port)) => (child, port),
+        _ => {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{} port-forward did not start: {}",
+                kubectl.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
