@@ -116,6 +116,24 @@ fn http_get(ip: &str, port: u16) -> std::io::Result<String> {
     Ok(body)
 }
 
+/// An HTTP/1.0 GET whose answer is read until it contains `want` (not to the end: the end of a
+/// forwarded connection is not what this checks).
+fn read_until(ip: &str, port: u16, want: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect((ip, port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n")?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(want) {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    Ok(String::from_utf8_lossy(&got).into_owned())
+}
+
 #[test]
 fn a_deployment_runs_serves_http_and_answers_logs_exec_and_cp() {
     if !runnable() {
@@ -245,14 +263,12 @@ fn a_deployment_runs_serves_http_and_answers_logs_exec_and_cp() {
     for version in ["kubectl-1.35", "kubectl-1.29"] {
         let (mut child, port) =
             common::port_forward(&server, &tool(version), &format!("pod/{first}"), 8080);
-        let body = http_get("127.0.0.1", port);
+        let want = format!("hello from {first}");
+        let body = read_until("127.0.0.1", port, &want);
         let _ = child.kill();
         let _ = child.wait();
         let body = body.expect("HTTP through port-forward");
-        assert!(
-            body.contains(&format!("hello from {first}")),
-            "{version}: {body}"
-        );
+        assert!(body.contains(&want), "{version}: {body}");
     }
     let local = server.dir.path().join("copied.html");
     let from = format!("{first}:/www/index.html");
