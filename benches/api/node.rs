@@ -21,6 +21,8 @@ use crate::stats::{Summary, summarize};
 
 #[path = "../../tests/common/images.rs"]
 mod images;
+#[path = "../../tests/common/node_cleanup.rs"]
+mod node_cleanup;
 
 const IMAGE: &str = "docker.io/library/skiff-bench-busybox:1.0";
 const NAMESPACE: &str = "default";
@@ -73,7 +75,7 @@ pub async fn run(bin: &Path, pods_total: usize, pods_for_rss: usize) -> anyhow::
     let result = measure(&mut server, pods_total, pods_for_rss).await;
     let data = server.data_dir();
     server.guard.stop(Duration::from_secs(20));
-    clean_up(&data, &format!("skb{:x}", id));
+    node_cleanup::clean_up_node(&data, Some(&format!("skb{:x}", id)));
     result
 }
 
@@ -252,51 +254,6 @@ fn children(parent: u32) -> Vec<u32> {
             })
         })
         .collect()
-}
-
-/// Processes started from the data dir (containerd, shims, log drivers) or running in a root
-/// under it (containers), mounts under it, the bridge.
-fn clean_up(data: &Path, bridge: &str) {
-    let needle = data.to_string_lossy().into_owned();
-    for _ in 0..3 {
-        let pids: Vec<u32> = std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| {
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle));
-                let root = std::fs::read_link(format!("/proc/{pid}/root"))
-                    .is_ok_and(|r| r.starts_with(data));
-                cmdline || root
-            })
-            .collect();
-        if pids.is_empty() {
-            break;
-        }
-        for pid in pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<&str> = mounts
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|p| p.starts_with(needle.as_str()))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for p in points {
-        let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-    }
-    let _ = std::process::Command::new("ip")
-        .args(["link", "delete", bridge])
-        .stderr(std::process::Stdio::null())
-        .status();
 }
 
 /// The node's figures for the report.

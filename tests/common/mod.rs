@@ -4,6 +4,8 @@
 
 pub mod users;
 
+mod node_cleanup;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -197,57 +199,9 @@ impl TestServer {
         }
     }
 
-    /// What a node may leave behind on purpose (containers keep running when skiff stops):
-    /// processes started from this server's data dir (containerd, shims, containers' log
-    /// drivers) or running in a root file system under it (containers), mounts under it, and
-    /// its bridge.
+    /// What a node may leave behind on purpose (containers keep running when skiff stops).
     fn clean_up_node(&self) {
-        let data = self.dir.path().join("data");
-        let needle = data.to_string_lossy().into_owned();
-        for _ in 0..3 {
-            let pids: Vec<u32> = std::fs::read_dir("/proc")
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                .filter(|pid| {
-                    // Started from the data dir, or a container whose root lives in it.
-                    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
-                        .map(|c| String::from_utf8_lossy(&c).contains(&needle))
-                        .unwrap_or(false);
-                    let root = std::fs::read_link(format!("/proc/{pid}/root"))
-                        .map(|r| r.starts_with(&data))
-                        .unwrap_or(false);
-                    cmdline || root
-                })
-                .collect();
-            if pids.is_empty() {
-                break;
-            }
-            for pid in pids {
-                let _ = Command::new("kill")
-                    .arg("-KILL")
-                    .arg(pid.to_string())
-                    .status();
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|p| p.starts_with(needle.as_str()))
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in points {
-            let _ = Command::new("umount").arg("-l").arg(p).status();
-        }
-        if let Some(bridge) = &self.bridge {
-            let _ = Command::new("ip")
-                .args(["link", "delete", bridge])
-                .stderr(Stdio::null())
-                .status();
-        }
+        node_cleanup::clean_up_node(&self.dir.path().join("data"), self.bridge.as_deref());
     }
 }
 
