@@ -370,6 +370,25 @@ spec:
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "pod namespaces left: {left:?}");
+    // Nor a cgroup of the deleted pods, in any hierarchy.
+    let uids: Vec<String> = running
+        .iter()
+        .filter_map(|p| p["metadata"]["uid"].as_str().map(|u| format!("pod{u}")))
+        .collect();
+    let mut stack = vec![std::path::PathBuf::from("/sys/fs/cgroup")];
+    let mut cgroups = Vec::new();
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if uids.contains(&name) {
+                    cgroups.push(entry.path());
+                }
+                stack.push(entry.path());
+            }
+        }
+    }
+    assert!(cgroups.is_empty(), "pod cgroups left: {cgroups:#?}");
     let data = server
         .dir
         .path()
