@@ -214,6 +214,10 @@ pub async fn start(args: &ServerArgs) -> anyhow::Result<RunningServer> {
         &pki.kubelet_client().key_pem,
     )
     .context("loading the kubelet client certificate")?;
+    api.metrics
+        .set_kubelet_source(Arc::new(apiserver::metrics::KubeletSource::new(
+            kubelet_client.clone(),
+        )));
     let router = api.router_with(
         axum::Router::new()
             .merge(rotation::router(api.clone(), encryption_files))

@@ -3,7 +3,8 @@
 //! Deployment gets 3 Running pods whose IPs answer HTTP from the host; `kubectl logs`, `exec`
 //! (command and stdin), `cp` and `port-forward` reach the containers through the API server and
 //! the kubelet (kubectl 1.33 and 1.35; exec and port-forward over SPDY with 1.29); an image pushed to a loopback `docker-registry` (reached through a
-//! `--private-registry` mirror) is pulled on demand with `Pulling`/`Pulled` events; deleting
+//! `--private-registry` mirror) is pulled on demand with `Pulling`/`Pulled` events; `kubectl
+//! top node` and `top pod` show the node's and a pod's usage; deleting
 //! everything leaves no container, pod namespace or mount behind.
 
 mod common;
@@ -296,6 +297,44 @@ fn a_deployment_runs_serves_http_and_answers_logs_exec_and_cp() {
     let mut body = String::new();
     s.read_to_string(&mut body).expect("response");
     assert!(body.ends_with("uploaded\n"), "{body}");
+
+    // kubectl top: the metrics API reads the node's kubelet Summary (cgroup statistics).
+    let top_node = wait_for("kubectl top node", &server, Duration::from_secs(90), || {
+        let out = common::run(&server, &kubectl, &["top", "node", "--no-headers"], None);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        // NAME CPU(cores) CPU% MEMORY(bytes) MEMORY%
+        (out.status.success() && fields.len() >= 5 && fields[1] != "0m" && fields[3] != "0Mi")
+            .then_some(text)
+    });
+    eprintln!("top node: {top_node}");
+    let top_pod = wait_for("kubectl top pod", &server, Duration::from_secs(90), || {
+        let out = common::run(
+            &server,
+            &kubectl,
+            &["top", "pod", first, "--no-headers"],
+            None,
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success() && text.starts_with(first)).then_some(text)
+    });
+    // An idle busybox httpd uses well under 1 MiB (`kubectl top` shows 0Mi): read the bytes.
+    let path = format!("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/{first}");
+    let metrics: Value =
+        serde_json::from_str(&ok(&server, &kubectl, &["get", "--raw", &path], None))
+            .expect("PodMetrics");
+    let memory = metrics["containers"][0]["usage"]["memory"]
+        .as_str()
+        .unwrap_or("0");
+    assert!(
+        memory
+            .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+            .parse::<u64>()
+            .unwrap_or(0)
+            > 0,
+        "{metrics}"
+    );
+    eprintln!("top pod: {top_pod}");
 
     // An image that is not on the node is pulled from the registry when a pod needs it.
     let pulled = r#"

@@ -89,6 +89,32 @@ impl KubeletClient {
         self.connect_timeout = timeout;
         self
     }
+
+    /// GETs `path` from the kubelet of `node` (a Node object) and returns the body of a 200
+    /// answer, at most `limit` bytes; anything else is an error in words.
+    pub async fn get(
+        &self,
+        node: &Value,
+        path: &str,
+        limit: usize,
+    ) -> Result<bytes::Bytes, String> {
+        use http_body_util::BodyExt;
+        let target = endpoint_of(node).ok_or("the node advertises no kubelet endpoint")?;
+        let response = forward(self, target, path, Request::new(Body::empty()))
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.status() != StatusCode::OK {
+            return Err(format!(
+                "the kubelet at {target} answered {}",
+                response.status()
+            ));
+        }
+        let body = http_body_util::Limited::new(response.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| format!("reading the kubelet's answer: {e}"))?;
+        Ok(body.to_bytes())
+    }
 }
 
 #[derive(Clone)]

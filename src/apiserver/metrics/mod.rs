@@ -6,6 +6,7 @@
 //! store); every other node from the kubelet source set with [`Metrics::set_kubelet_source`]
 //! (HTTPS to the node's kubelet). Summaries are cached for [`RESOLUTION`], metrics-server's.
 
+mod kubelet;
 mod render;
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use super::storage::{self, ObjectStore};
 use crate::kubelet::stats::Summary;
 
+pub use kubelet::KubeletSource;
 pub use render::handle;
 
 /// How long a fetched Summary is served before it is fetched again (metrics-server's resolution).
