@@ -86,24 +86,6 @@ fn http_get(netns: &Path, url: &str) -> Option<String> {
     None
 }
 
-async fn wait_pod(api: &Api<Pod>, name: &str, what: &str, ok: impl Fn(&Pod) -> bool) -> Pod {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let pod = api.get_opt(name).await.unwrap();
-        if let Some(p) = &pod
-            && ok(p)
-        {
-            return p.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pod {name} never got {what}: {:#?}",
-            pod.and_then(|p| p.status)
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
 fn pod(name: &str, script: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
         "metadata": {"name": name, "namespace": "default"},
@@ -295,7 +277,7 @@ async fn exercise(
     let crash = pod("crash", "echo bye; exit 1");
     api.create(&PostParams::default(), &crash).await.unwrap();
 
-    let running = wait_pod(&api, "web", "Running and Ready", |p| {
+    let running = common::wait_pod(&api, "web", "Running and Ready", |p| {
         let s = p.status.clone().unwrap_or_default();
         s.phase.as_deref() == Some("Running")
             && s.pod_ip.is_some()
@@ -341,7 +323,7 @@ async fn exercise(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    wait_pod(&api, "crash", "CrashLoopBackOff", |p| {
+    common::wait_pod(&api, "crash", "CrashLoopBackOff", |p| {
         let s = p.status.clone().unwrap_or_default();
         s.container_statuses.unwrap_or_default().iter().any(|c| {
             c.restart_count >= 1

@@ -90,24 +90,6 @@ fn running(p: &Pod) -> bool {
     p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }
 
-async fn wait_pod(api: &Api<Pod>, name: &str, what: &str, ok: impl Fn(&Pod) -> bool) -> Pod {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let pod = api.get_opt(name).await.unwrap();
-        if let Some(p) = &pod
-            && ok(p)
-        {
-            return p.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pod {name} never got {what}: {:#?}",
-            pod.and_then(|p| p.status)
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
 /// `reason: message` of the pod's events, oldest first.
 async fn events(kube: &kube::Client, name: &str) -> Vec<String> {
     let api: Api<Event> = Api::namespaced(kube.clone(), "default");
@@ -242,7 +224,7 @@ async fn exercise(kube: &kube::Client, rt: &RuntimeClient, _open: u16, locked: u
             .unwrap();
     }
     for name in ["pulled-a", "pulled-b"] {
-        wait_pod(&api, name, "Running", running).await;
+        common::wait_pod(&api, name, "Running", running).await;
     }
     // One pod pulls; the other joins that pull or finds the image present.
     wait_event(kube, "pulled-a", "Pulled: ").await;
@@ -278,7 +260,7 @@ async fn exercise(kube: &kube::Client, rt: &RuntimeClient, _open: u16, locked: u
     api.create(&PostParams::default(), &pod("missing", &missing, None))
         .await
         .unwrap();
-    wait_pod(&api, "missing", "ErrImagePull", |p| {
+    common::wait_pod(&api, "missing", "ErrImagePull", |p| {
         waiting_reason(p).as_deref() == Some("ErrImagePull")
     })
     .await;
@@ -289,7 +271,7 @@ async fn exercise(kube: &kube::Client, rt: &RuntimeClient, _open: u16, locked: u
         ))),
         "{got:#?}"
     );
-    let backed = wait_pod(&api, "missing", "ImagePullBackOff", |p| {
+    let backed = common::wait_pod(&api, "missing", "ImagePullBackOff", |p| {
         waiting_reason(p).as_deref() == Some("ImagePullBackOff")
     })
     .await;
@@ -314,7 +296,7 @@ async fn exercise(kube: &kube::Client, rt: &RuntimeClient, _open: u16, locked: u
     api.create(&PostParams::default(), &pod("no-secret", &private, None))
         .await
         .unwrap();
-    wait_pod(&api, "no-secret", "ErrImagePull", |p| {
+    common::wait_pod(&api, "no-secret", "ErrImagePull", |p| {
         matches!(
             waiting_reason(p).as_deref(),
             Some("ErrImagePull" | "ImagePullBackOff")
@@ -339,7 +321,7 @@ async fn exercise(kube: &kube::Client, rt: &RuntimeClient, _open: u16, locked: u
     )
     .await
     .unwrap();
-    wait_pod(&api, "with-secret", "Running", running).await;
+    common::wait_pod(&api, "with-secret", "Running", running).await;
     wait_event(kube, "with-secret", "Pulled: Successfully pulled image").await;
     assert!(
         !running(&api.get("no-secret").await.unwrap()),

@@ -10,7 +10,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use futures::StreamExt;
-use oci_spec::runtime::{LinuxBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder};
 use skiff::kubelet::runtime::{
     ContainerCreate, Runtime, RuntimeConfig, TaskEvent, TaskIo, images_for_node_status,
     import_images_dir,
@@ -37,35 +36,6 @@ fn runnable() -> bool {
         return false;
     }
     true
-}
-
-fn spec(cgroup: &str, args: &[&str]) -> Spec {
-    let mut spec = Spec::default();
-    let process = ProcessBuilder::default()
-        .args(args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .env(vec!["PATH=/bin".to_string()])
-        .cwd("/")
-        .build()
-        .unwrap();
-    spec.set_process(Some(process));
-    spec.set_root(Some(
-        RootBuilder::default()
-            .path("rootfs")
-            .readonly(false)
-            .build()
-            .unwrap(),
-    ));
-    let linux = spec.linux().clone().unwrap_or_default();
-    let linux = LinuxBuilder::default()
-        .namespaces(linux.namespaces().clone().unwrap_or_default())
-        .masked_paths(linux.masked_paths().clone().unwrap_or_default())
-        .readonly_paths(linux.readonly_paths().clone().unwrap_or_default())
-        .cgroups_path(cgroup)
-        .build()
-        .unwrap();
-    spec.set_linux(Some(linux));
-    let _ = SpecBuilder::default(); // the builders are what the oci helper will use
-    spec
 }
 
 fn ctr(sock: &Path, args: &[&str]) -> String {
@@ -256,7 +226,7 @@ async fn exercise(runtime: &Runtime, data: &Path, cgroup_parent: &str) {
     };
     let cgroup = format!("{cgroup_parent}/{id}");
     leased
-        .create_container(&create, &spec(&cgroup, &["echo", "hi"]))
+        .create_container(&create, &images::run_spec(&cgroup, &["echo", "hi"]))
         .await
         .unwrap();
     client.delete_lease(&lease).await.unwrap();

@@ -12,7 +12,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use oci_spec::runtime::{LinuxBuilder, ProcessBuilder, RootBuilder, Spec};
 use sha2::{Digest, Sha256};
 use skiff::kubelet::runtime::{ContainerCreate, Runtime, RuntimeConfig, TaskIo, import_images_dir};
 use skiff::kubelet::server::backend::{
@@ -47,34 +46,6 @@ fn runnable() -> bool {
 fn container_id(uid: &str, name: &str, restart: u32) -> String {
     let digest = Sha256::digest(format!("{uid}/{name}/{restart}").as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn spec(cgroup: &str, args: &[&str]) -> Spec {
-    let mut spec = Spec::default();
-    let process = ProcessBuilder::default()
-        .args(args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .env(vec!["PATH=/bin".to_string()])
-        .cwd("/")
-        .build()
-        .unwrap();
-    spec.set_process(Some(process));
-    spec.set_root(Some(
-        RootBuilder::default()
-            .path("rootfs")
-            .readonly(false)
-            .build()
-            .unwrap(),
-    ));
-    let linux = spec.linux().clone().unwrap_or_default();
-    let linux = LinuxBuilder::default()
-        .namespaces(linux.namespaces().clone().unwrap_or_default())
-        .masked_paths(linux.masked_paths().clone().unwrap_or_default())
-        .readonly_paths(linux.readonly_paths().clone().unwrap_or_default())
-        .cgroups_path(cgroup)
-        .build()
-        .unwrap();
-    spec.set_linux(Some(linux));
-    spec
 }
 
 fn pod() -> PodRef {
@@ -227,7 +198,7 @@ async fn exercise(runtime: &Runtime, data: &Path, cgroup_parent: &str, id: &str,
     leased
         .create_container(
             &create,
-            &spec(&format!("{cgroup_parent}/{id}"), &["sh", "-c", script]),
+            &images::run_spec(&format!("{cgroup_parent}/{id}"), &["sh", "-c", script]),
         )
         .await
         .unwrap();

@@ -170,3 +170,34 @@ pub fn write_busybox_oci(dir: &Path, file_name: &str, name: &str, cmd: &[&str]) 
     std::fs::create_dir_all(dir).expect("images dir");
     std::fs::write(dir.join(file_name), busybox_oci_archive(name, cmd)).expect("write archive");
 }
+
+/// A minimal OCI runtime spec that runs `args` in a test image's rootfs (`PATH=/bin`, cgroup
+/// `cgroup`), with runc's default namespaces, masked and read-only paths.
+pub fn run_spec(cgroup: &str, args: &[&str]) -> oci_spec::runtime::Spec {
+    use oci_spec::runtime::{LinuxBuilder, ProcessBuilder, RootBuilder, Spec};
+    let mut spec = Spec::default();
+    let process = ProcessBuilder::default()
+        .args(args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .env(vec!["PATH=/bin".to_string()])
+        .cwd("/")
+        .build()
+        .unwrap();
+    spec.set_process(Some(process));
+    spec.set_root(Some(
+        RootBuilder::default()
+            .path("rootfs")
+            .readonly(false)
+            .build()
+            .unwrap(),
+    ));
+    let linux = spec.linux().clone().unwrap_or_default();
+    let linux = LinuxBuilder::default()
+        .namespaces(linux.namespaces().clone().unwrap_or_default())
+        .masked_paths(linux.masked_paths().clone().unwrap_or_default())
+        .readonly_paths(linux.readonly_paths().clone().unwrap_or_default())
+        .cgroups_path(cgroup)
+        .build()
+        .unwrap();
+    spec.set_linux(Some(linux));
+    spec
+}

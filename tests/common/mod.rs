@@ -335,3 +335,27 @@ pub fn port_forward(
         }
     }
 }
+
+/// Polls the pod until `ok` holds (90 s at most), failing with its status.
+pub async fn wait_pod(
+    api: &kube::Api<k8s_openapi::api::core::v1::Pod>,
+    name: &str,
+    what: &str,
+    ok: impl Fn(&k8s_openapi::api::core::v1::Pod) -> bool,
+) -> k8s_openapi::api::core::v1::Pod {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let pod = api.get_opt(name).await.expect("reading the pod");
+        if let Some(p) = &pod
+            && ok(p)
+        {
+            return p.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod {name} never got {what}: {:#?}",
+            pod.and_then(|p| p.status)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
