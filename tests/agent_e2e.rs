@@ -22,24 +22,17 @@ use serde_json::Value;
 
 const IMAGE: &str = "docker.io/library/skiff-e2e-httpd:1.0";
 
-/// Root and containerd are needed; CI must have both.
+/// Root, containerd and docker-registry are needed; CI must have all three.
 fn runnable() -> bool {
-    let missing = if !nix::unistd::Uid::effective().is_root() {
-        Some("root")
-    } else if !std::path::Path::new(registry::REGISTRY).exists() {
-        Some("docker-registry")
-    } else if skiff::kubelet::runtime::supervisor::find_binary("containerd").is_none() {
-        Some("containerd")
-    } else {
-        None
-    };
-    let Some(what) = missing else { return true };
+    if !common::node_runnable() {
+        return false;
+    }
+    let present = std::path::Path::new(registry::REGISTRY).exists();
     assert!(
-        std::env::var_os("CI").is_none(),
-        "CI runs every root test: needs {what} (see scripts/test-deps.sh)"
+        present || std::env::var_os("CI").is_none(),
+        "CI runs every root test: needs docker-registry (see scripts/test-deps.sh)"
     );
-    eprintln!("skipped: needs {what}");
-    false
+    present
 }
 
 const DEPLOYMENT: &str = r#"

@@ -15,24 +15,6 @@ use serde_json::Value;
 
 const IMAGE: &str = "docker.io/library/skiff-node-test:1.0";
 
-/// Root and containerd are needed; CI must have both.
-fn runnable() -> bool {
-    let missing = if !nix::unistd::Uid::effective().is_root() {
-        Some("root")
-    } else if skiff::kubelet::runtime::supervisor::find_binary("containerd").is_none() {
-        Some("containerd")
-    } else {
-        None
-    };
-    let Some(what) = missing else { return true };
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI runs every root test: needs {what} (see scripts/test-deps.sh)"
-    );
-    eprintln!("skipped: needs {what}");
-    false
-}
-
 fn node_json(server: &TestServer, kubectl: &Path) -> Value {
     let out = ok(server, kubectl, &["get", "nodes", "-o", "json"], None);
     serde_json::from_str(&out).expect("node list json")
@@ -68,7 +50,7 @@ fn alive(pid: u32) -> bool {
 
 #[test]
 fn server_registers_a_ready_control_plane_node_with_lease_images_and_cni() {
-    if !runnable() {
+    if !common::node_runnable() {
         return;
     }
     let kubectl = tool("kubectl-1.35");

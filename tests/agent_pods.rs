@@ -218,22 +218,7 @@ async fn pods_run_crash_loop_and_leave_nothing_when_deleted() {
 
     stop_all();
     // best effort: nothing of the test may survive it
-    let mut managed = BTreeMap::new();
-    managed.insert(LABEL_MANAGED.to_string(), "true".to_string());
-    for c in rt.list_containers(&managed).await.unwrap_or_default() {
-        let _ = rt
-            .kill_task(&c.id, nix::sys::signal::Signal::SIGKILL, true)
-            .await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), rt.wait_task(&c.id)).await;
-        let _ = rt.delete_task(&c.id).await;
-        let _ = rt.delete_container(&c.id).await;
-        let _ = rt.remove_snapshot(&c.id).await;
-    }
-    let pod_ns = NamespaceDir::new(agent.join("netns"));
-    for ns in pod_ns.list().unwrap_or_default() {
-        let _ = pod_ns.delete(&ns.pod_uid);
-    }
-    let _ = pod_ns.release();
+    common::force_remove_pods(&rt, &agent).await;
     runtime.stop().await;
     for m in mounts_under(tmp.path()) {
         if let Some(target) = m.split(' ').nth(4) {

@@ -8,7 +8,6 @@ mod common;
 #[path = "common/registry.rs"]
 mod registry;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use k8s_openapi::api::core::v1::{Event, Node, Pod, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use skiff::kubelet::network::cni::{Cni, CniConfig};
-use skiff::kubelet::pods::{LABEL_MANAGED, Pods, PodsConfig};
+use skiff::kubelet::pods::{Pods, PodsConfig};
 use skiff::kubelet::runtime::{Runtime, RuntimeClient, RuntimeConfig};
 
 const NODE: &str = "pull-test-node";
@@ -190,22 +189,7 @@ async fn pods_pull_from_a_loopback_registry_with_back_off_and_pull_secrets() {
         .await;
 
     let _ = stop_tx.send(true);
-    let mut managed = BTreeMap::new();
-    managed.insert(LABEL_MANAGED.to_string(), "true".to_string());
-    for c in rt.list_containers(&managed).await.unwrap_or_default() {
-        let _ = rt
-            .kill_task(&c.id, nix::sys::signal::Signal::SIGKILL, true)
-            .await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), rt.wait_task(&c.id)).await;
-        let _ = rt.delete_task(&c.id).await;
-        let _ = rt.delete_container(&c.id).await;
-        let _ = rt.remove_snapshot(&c.id).await;
-    }
-    let pod_ns = skiff::kubelet::network::netns::NamespaceDir::new(agent.join("netns"));
-    for ns in pod_ns.list().unwrap_or_default() {
-        let _ = pod_ns.delete(&ns.pod_uid);
-    }
-    let _ = pod_ns.release();
+    common::force_remove_pods(&rt, &agent).await;
     runtime.stop().await;
     if let Err(panic) = result {
         eprintln!("server log:\n{}", common::tail(&server.log(), 40));

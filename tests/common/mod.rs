@@ -359,3 +359,45 @@ pub async fn wait_pod(
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// Best-effort teardown after an in-process pod lifecycle test, pass or fail: kills and removes
+/// every container skiff manages in `rt`, then the pod namespaces under `<agent>/netns`.
+pub async fn force_remove_pods(rt: &skiff::kubelet::runtime::RuntimeClient, agent: &Path) {
+    let managed = std::collections::BTreeMap::from([(
+        skiff::kubelet::pods::LABEL_MANAGED.to_string(),
+        "true".to_string(),
+    )]);
+    for c in rt.list_containers(&managed).await.unwrap_or_default() {
+        let _ = rt
+            .kill_task(&c.id, nix::sys::signal::Signal::SIGKILL, true)
+            .await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), rt.wait_task(&c.id)).await;
+        let _ = rt.delete_task(&c.id).await;
+        let _ = rt.delete_container(&c.id).await;
+        let _ = rt.remove_snapshot(&c.id).await;
+    }
+    let pod_ns = skiff::kubelet::network::netns::NamespaceDir::new(agent.join("netns"));
+    for ns in pod_ns.list().unwrap_or_default() {
+        let _ = pod_ns.delete(&ns.pod_uid);
+    }
+    let _ = pod_ns.release();
+}
+
+/// Whether this machine can run a test node (root and containerd); CI must be able to, so
+/// there a missing piece fails the test instead of skipping it.
+pub fn node_runnable() -> bool {
+    let missing = if !nix::unistd::Uid::effective().is_root() {
+        Some("root")
+    } else if skiff::kubelet::runtime::supervisor::find_binary("containerd").is_none() {
+        Some("containerd")
+    } else {
+        None
+    };
+    let Some(what) = missing else { return true };
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI runs every root test: needs {what} (see scripts/test-deps.sh)"
+    );
+    eprintln!("skipped: needs {what}");
+    false
+}
