@@ -281,7 +281,7 @@ async fn start_on_runtime(
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             proc_root: PathBuf::from("/proc"),
             data_dir: config.data_dir.clone(),
-            image_fs,
+            image_fs: image_fs.clone(),
         },
         pods.stats_source(),
     );
@@ -289,6 +289,14 @@ async fn start_on_runtime(
         collector.clone().run(),
         stop_rx.clone(),
     )));
+    let eviction = crate::kubelet::eviction::EvictionManager {
+        thresholds,
+        data_dir: config.data_dir.clone(),
+        image_fs,
+        pods: pods.clone(),
+        stats: collector.clone(),
+    };
+    tasks.push(tokio::spawn(eviction.run(stop_rx.clone())));
     if let Err(e) = serve_api(
         client,
         config,

@@ -1,6 +1,7 @@
 //! The node agent's kubelet: `hollow` simulated nodes that register, heartbeat and play the
 //! kubelet's part for their pods without running anything; and the real kubelet's parts so far:
-//! `runtime` (skiff's own containerd: config, supervision, the namespaced client, image archive
+//! `eviction` (the eviction manager: evicts pods
+//! ranked as upstream while a hard threshold is crossed), `runtime` (skiff's own containerd: config, supervision, the namespaced client, image archive
 //! import), `machine` (capacity, nodeInfo, labels), `network` (pod namespaces, CNI plugins, hosts and
 //! resolv.conf), `oci` (the OCI runtime spec of a container, pure), `probes` (probe handlers and
 //! workers, lifecycle hooks), `registry` (image pulls from registries), `server` (the kubelet
@@ -11,6 +12,7 @@
 //! local PVs, subPath; upstream's atomic writer). Reaches the cluster only through a `kube::Client`;
 //! never touches the store, the API server's internals or controllers.
 
+pub mod eviction;
 pub mod hollow;
 pub mod kubelet;
 pub mod local_path;

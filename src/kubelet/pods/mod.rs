@@ -148,6 +148,8 @@ pub(crate) struct Shared {
     pub cgroups: Mutex<BTreeMap<String, PodCgroups>>,
     /// Registry pulls, their back-off and image use times.
     pub pulls: pull::Pulls,
+    /// Evictions (pod UID, message) for the dispatcher to hand to the pods' workers.
+    pub evictions: mpsc::UnboundedSender<(String, String)>,
 }
 
 impl Shared {
@@ -183,6 +185,9 @@ pub(crate) enum Msg {
     Gone,
     /// Something changed in containerd (an exit, an OOM kill): sync again.
     Poke,
+    /// The eviction manager chose this pod: stop it and mark it `Failed`/`Evicted` with this
+    /// message.
+    Evict(String),
 }
 
 impl Pods {
@@ -237,8 +242,10 @@ impl Pods {
             crate::kubelet::probes::ProbeManagerConfig::default(),
         );
         let pulls = pull::Pulls::new(runtime.clone(), &config.registries);
+        let (evictions, evictions_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             pulls,
+            evictions,
             probes,
             netns: NamespaceDir::new(config.agent_dir.join("netns")),
             client,
@@ -255,7 +262,7 @@ impl Pods {
             cgroups: Mutex::new(BTreeMap::new()),
         });
         tokio::spawn(image_gc::run(shared.clone(), shutdown.clone()));
-        tokio::spawn(dispatch(shared.clone(), shutdown));
+        tokio::spawn(dispatch(shared.clone(), evictions_rx, shutdown));
         Pods { shared }
     }
 
@@ -272,11 +279,24 @@ impl Pods {
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default()
     }
+
+    /// Evicts a pod running here: its worker stops the containers and reports the pod
+    /// `Failed` with reason `Evicted` and `message`. False when the lifecycle has stopped.
+    pub fn evict(&self, pod_uid: &str, message: String) -> bool {
+        self.shared
+            .evictions
+            .send((pod_uid.to_string(), message))
+            .is_ok()
+    }
 }
 
 /// Routes pod changes and containerd events to per-pod workers; cleans up containers of pods
 /// that are not bound here any more.
-async fn dispatch(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+async fn dispatch(
+    shared: Arc<Shared>,
+    mut evictions: mpsc::UnboundedReceiver<(String, String)>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut workers: BTreeMap<String, mpsc::UnboundedSender<Msg>> = BTreeMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     let api: kube::Api<Pod> = kube::Api::all(shared.client.clone());
@@ -317,6 +337,9 @@ async fn dispatch(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             _ = shutdown.changed() => {
                 if *shutdown.borrow() { break; }
+            }
+            Some((uid, message)) = evictions.recv() => {
+                send(&mut workers, &uid, None, Msg::Evict(message));
             }
             Some(uid) = done_rx.recv() => {
                 if workers.get(&uid).is_some_and(|tx| tx.is_closed()) {

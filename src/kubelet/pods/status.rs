@@ -309,6 +309,26 @@ pub fn generate(pod: &Pod, observed: &Observed, input: &StatusInput) -> PodStatu
     }
 }
 
+/// Turns a generated status into an evicted pod's, as upstream's eviction manager reports it:
+/// phase `Failed`, reason `Evicted`, the message, and a `DisruptionTarget` condition
+/// (`TerminationByKubelet`) kept from an earlier report if there is one.
+pub fn mark_evicted(status: &mut PodStatus, message: &str, now: Timestamp) {
+    status.phase = Some("Failed".into());
+    status.reason = Some("Evicted".into());
+    status.message = Some(message.to_string());
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    if !conditions.iter().any(|c| c.type_ == "DisruptionTarget") {
+        conditions.push(PodCondition {
+            type_: "DisruptionTarget".into(),
+            status: "True".into(),
+            reason: Some("TerminationByKubelet".into()),
+            message: Some(message.to_string()),
+            last_transition_time: Some(Time(now)),
+            ..Default::default()
+        });
+    }
+}
+
 /// Whether two statuses differ in anything but condition probe/transition times.
 pub fn changed(old: Option<&PodStatus>, new: &PodStatus) -> bool {
     let Some(old) = old else { return true };
@@ -324,6 +344,32 @@ pub fn changed(old: Option<&PodStatus>, new: &PodStatus) -> bool {
         s
     };
     strip(old) != strip(new)
+}
+
+#[cfg(test)]
+mod eviction_tests {
+    use super::*;
+
+    #[test]
+    fn an_evicted_status_is_failed_with_a_disruption_target_added_once() {
+        let mut status = PodStatus {
+            phase: Some("Running".into()),
+            ..Default::default()
+        };
+        mark_evicted(&mut status, "low on memory", Timestamp::UNIX_EPOCH);
+        mark_evicted(&mut status, "low on memory", Timestamp::UNIX_EPOCH);
+        assert_eq!(status.phase.as_deref(), Some("Failed"));
+        assert_eq!(status.reason.as_deref(), Some("Evicted"));
+        assert_eq!(status.message.as_deref(), Some("low on memory"));
+        let targets: Vec<_> = status
+            .conditions
+            .iter()
+            .flatten()
+            .filter(|c| c.type_ == "DisruptionTarget")
+            .collect();
+        assert_eq!(targets.len(), 1);
+        assert_eq!(targets[0].reason.as_deref(), Some("TerminationByKubelet"));
+    }
 }
 
 #[cfg(test)]

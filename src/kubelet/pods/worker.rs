@@ -48,7 +48,13 @@ pub(super) struct Worker {
     pub(super) last_refresh: Option<std::time::Instant>,
     /// Container ids the probe manager was told about.
     pub(super) probed: HashSet<String>,
+    /// Why the eviction manager evicted the pod (its status message), once it has.
+    pub(super) evicted: Option<String>,
 }
+
+/// The grace period of a pod evicted for a crossed hard threshold (upstream's
+/// `immediateEvictionGracePeriodSeconds`).
+const EVICTION_GRACE: Duration = Duration::from_secs(1);
 
 /// The worker of pod `uid`; ends when the pod is gone and cleaned up, or on shutdown.
 pub(super) async fn run(
@@ -72,6 +78,7 @@ pub(super) async fn run(
         started_at: Timestamp::now(),
         last_refresh: None,
         probed: HashSet::new(),
+        evicted: None,
     };
     loop {
         // Apply every queued message before syncing.
@@ -80,6 +87,7 @@ pub(super) async fn run(
                 Ok(Msg::Update(p)) => w.pod = p,
                 Ok(Msg::Gone) => w.gone = true,
                 Ok(Msg::Poke) => {}
+                Ok(Msg::Evict(m)) => w.evict(m),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     let _ = done.send(uid);
@@ -100,6 +108,7 @@ pub(super) async fn run(
                 Some(Msg::Update(p)) => w.pod = p,
                 Some(Msg::Gone) => w.gone = true,
                 Some(Msg::Poke) => {}
+                Some(Msg::Evict(m)) => w.evict(m),
                 None => break,
             },
             _ = tokio::time::sleep(next) => {}
@@ -181,6 +190,20 @@ pub(super) fn write_file(path: &Path, contents: &str) -> Result<(), Error> {
 }
 
 impl Worker {
+    /// Takes the eviction manager's decision (the first one counts; finished pods stay as they
+    /// are), with upstream's `Evicted` warning event.
+    fn evict(&mut self, message: String) {
+        let terminal = matches!(
+            self.pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        );
+        if self.evicted.is_some() || terminal {
+            return;
+        }
+        self.event_warning(None, "Evicted", message.clone());
+        self.evicted = Some(message);
+    }
+
     pub(super) fn pods_dir(&self) -> PathBuf {
         self.shared.pods_dir()
     }
@@ -216,6 +239,14 @@ impl Worker {
             self.pod.status.as_ref().and_then(|s| s.phase.as_deref()),
             Some("Succeeded" | "Failed")
         );
+        if self.evicted.is_some() && !terminal {
+            self.terminate(EVICTION_GRACE).await?;
+            let host_ip = self.host_ip().await;
+            let (observed, _) = self.observe().await?;
+            self.report(&observed, host_ip, BTreeMap::new()).await?;
+            self.forget_running();
+            return Ok(Some(RESYNC));
+        }
         if terminal {
             // Finished pods keep their records (for status) but run nothing.
             self.terminate(grace_period(&self.pod)).await?;
@@ -768,7 +799,10 @@ impl Worker {
             started,
             sandbox_ready: self.sandbox.is_some(),
         };
-        let new = status::generate(&self.pod, observed, &input);
+        let mut new = status::generate(&self.pod, observed, &input);
+        if let Some(message) = &self.evicted {
+            status::mark_evicted(&mut new, message, Timestamp::now());
+        }
         if !status::changed(self.pod.status.as_ref(), &new) {
             return Ok(());
         }
