@@ -237,9 +237,12 @@ fn kill9_leaves_containers_running_and_a_restart_adopts_them() {
         .as_str()
         .expect("podIP")
         .to_string();
-    let body = wait_for("HTTP from the pod", &server, Duration::from_secs(10), || {
-        http_get(&ip, 8080).ok()
-    });
+    let body = wait_for(
+        "HTTP from the pod",
+        &server,
+        Duration::from_secs(10),
+        || http_get(&ip, 8080).ok(),
+    );
     assert!(body.ends_with("kept\n"), "{body}");
     let statuses = containers(&before);
     let web_id = statuses["web"]
@@ -266,7 +269,11 @@ fn kill9_leaves_containers_running_and_a_restart_adopts_them() {
     // skiff is gone; containerd, the shims and the containers are not.
     assert!(pid_alive(containerd), "containerd died with skiff");
     assert!(pid_alive(web_pid), "the container died with skiff");
-    assert_eq!(tasks(&server), tasks_before, "tasks changed while skiff was down");
+    assert_eq!(
+        tasks(&server),
+        tasks_before,
+        "tasks changed while skiff was down"
+    );
     let body = http_get(&ip, 8080).expect("the pod answers while skiff is down");
     assert!(body.ends_with("kept\n"), "{body}");
 
@@ -328,7 +335,10 @@ fn kill9_leaves_containers_running_and_a_restart_adopts_them() {
         Duration::from_secs(15),
         || tasks(&server).is_empty().then_some(()),
     );
-    assert!(!pid_alive(web_pid), "the adopted container's process is gone");
+    assert!(
+        !pid_alive(web_pid),
+        "the adopted container's process is gone"
+    );
 }
 
 const TICKER: &str = r#"
@@ -363,7 +373,11 @@ spec:
 "#;
 
 /// Lines of a `kubectl logs -f` child, read on a thread.
-fn follow(server: &TestServer, kubectl: &Path, args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+fn follow(
+    server: &TestServer,
+    kubectl: &Path,
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(kubectl)
         .args(args)
         .env("KUBECONFIG", &server.kubeconfig)
@@ -449,7 +463,11 @@ fn kubectl_logs_follows_shows_the_previous_instance_and_filters() {
             seen.windows(2).all(|w| w[1] == w[0] + 1),
             "{version}: lines out of order or lost: {seen:?}"
         );
-        assert_eq!(seen.first(), Some(&1), "{version}: -f starts at the beginning");
+        assert_eq!(
+            seen.first(),
+            Some(&1),
+            "{version}: -f starts at the beginning"
+        );
 
         // --previous: run 1 (the crashed instance); plain: run 2.
         let previous = ok(&server, &k, &["logs", "crasher", "--previous"], None);
@@ -614,12 +632,20 @@ fn kubectl_exec_it_gets_a_terminal_of_the_clients_size() {
     for version in ["kubectl-1.35", "kubectl-1.33", "kubectl-1.29"] {
         let k = tool(version);
         let out = exec_tty(&server, &k, "busybox tty; busybox stty size");
-        let lines: Vec<&str> = out.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let lines: Vec<&str> = out
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
         assert!(
             lines.first().is_some_and(|l| l.starts_with("/dev/pts/")),
             "{version}: tty: {out:?}"
         );
-        assert_eq!(lines.get(1), Some(&"37 91"), "{version}: stty size: {out:?}");
+        assert_eq!(
+            lines.get(1),
+            Some(&"37 91"),
+            "{version}: stty size: {out:?}"
+        );
         // A TTY merges stderr into the terminal and passes the exit code on.
         let out = common::run(
             &server,
@@ -719,11 +745,14 @@ fn node_state(server: &TestServer) -> NodeState {
         .filter_map(|l| l.split_whitespace().next().map(str::to_string))
         .collect();
     let root = data.to_string_lossy().into_owned();
+    // The pods' namespace dir is made a shared mount once, for the node's life (iproute2 does
+    // the same to /run/netns); only what is mounted per pod counts.
+    let netns_root = data.join("agent/netns").to_string_lossy().into_owned();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| m.starts_with(&root))
+        .filter(|m| m.starts_with(&root) && *m != netns_root)
         .map(str::to_string)
         .collect();
     NodeState {
@@ -752,10 +781,7 @@ fn pod_cgroups(uids: &BTreeSet<String>) -> Vec<PathBuf> {
         for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if name
-                    .strip_prefix("pod")
-                    .is_some_and(|u| uids.contains(u))
-                {
+                if name.strip_prefix("pod").is_some_and(|u| uids.contains(u)) {
                     found.push(e.path());
                 }
                 stack.push(e.path());
@@ -825,13 +851,18 @@ fn hundreds_of_pod_cycles_leak_nothing() {
     let mut usage = Vec::new();
     let started = Instant::now();
     for round in 0..ROUNDS {
-        let created: Vec<Pod> = rt.block_on(futures::future::try_join_all(
-            (0..PODS_PER_ROUND).map(|i| {
-                let pods = pods.clone();
-                async move { pods.create(&PostParams::default(), &leak_pod(round, i)).await }
-            }),
-        ))
-        .expect("create pods");
+        let created: Vec<Pod> = rt
+            .block_on(futures::future::try_join_all((0..PODS_PER_ROUND).map(
+                |i| {
+                    let pods = pods.clone();
+                    async move {
+                        pods.create(&PostParams::default(), &leak_pod(round, i))
+                            .await
+                    }
+                },
+            )))
+            .expect("create pods");
+        let t_created = Instant::now();
         uids.extend(created.iter().filter_map(|p| p.metadata.uid.clone()));
         let selector = ListParams::default().labels(&format!("round={round}"));
         wait_for(
@@ -847,7 +878,10 @@ fn hundreds_of_pod_cycles_leak_nothing() {
                 .then_some(())
             },
         );
-        namespaces.extend(net_namespaces(tasks(&server).into_values().map(|(pid, _)| pid)));
+        let t_running = Instant::now();
+        namespaces.extend(net_namespaces(
+            tasks(&server).into_values().map(|(pid, _)| pid),
+        ));
         // Odd rounds force the deletion (grace 0: the API object goes at once and the kubelet
         // cleans up after an orphan); even rounds delete gracefully.
         let params = if round % 2 == 1 {
@@ -865,6 +899,11 @@ fn hundreds_of_pod_cycles_leak_nothing() {
                 let list = rt.block_on(pods.list(&selector)).ok()?;
                 list.items.is_empty().then_some(())
             },
+        );
+        eprintln!(
+            "round {round}: Running {:?} after the creates, gone {:?} after the delete",
+            t_running - t_created,
+            t_running.elapsed()
         );
         usage.push((proc_count(skiff, "fd"), proc_count(skiff, "task")));
     }
