@@ -191,8 +191,28 @@ fn http_get(ip: &str, port: u16) -> std::io::Result<String> {
     Ok(body)
 }
 
+/// Whether `pid` runs (a zombie, exited but not reaped, does not).
 fn pid_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// The pid in skiff's containerd pid file, when containerd answers `ctr` on its socket.
+fn containerd_pid(server: &TestServer) -> Option<u32> {
+    let data = data_dir(server);
+    let answers = Command::new("ctr")
+        .arg("--address")
+        .arg(data.join("agent/containerd/containerd.sock"))
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let pid = std::fs::read_to_string(data.join("agent/containerd/containerd.pid")).ok()?;
+    answers.then(|| pid.trim().parse().ok()).flatten()
 }
 
 const KEEPER: &str = r#"
@@ -278,8 +298,15 @@ fn kill9_leaves_containers_running_and_a_restart_adopts_them() {
     assert!(body.ends_with("kept\n"), "{body}");
 
     server.restart();
+    wait_for(
+        "the restarted kubelet running",
+        &server,
+        Duration::from_secs(30),
+        || (server.log().matches("kubelet running").count() >= 2).then_some(()),
+    );
     wait_node_ready(&server);
-    // Several sync loops and probe periods of the restarted kubelet.
+    // Several sync loops and probe periods of the restarted kubelet: a container it restarted
+    // or a probe it failed would show by then.
     std::thread::sleep(Duration::from_secs(5));
     let after = wait_running(&server, "keeper");
     assert_eq!(
@@ -318,6 +345,37 @@ fn kill9_leaves_containers_running_and_a_restart_adopts_them() {
         None,
     );
     assert_eq!(init, "init ran\n");
+
+    // A containerd that dies is restarted and reconnected; the containers stay as they are.
+    let _ = Command::new("kill")
+        .args(["-KILL", &containerd.to_string()])
+        .status();
+    let restarted = wait_for(
+        "containerd restarted by the supervisor",
+        &server,
+        Duration::from_secs(30),
+        || containerd_pid(&server).filter(|p| *p != containerd && pid_alive(*p)),
+    );
+    assert!(!pid_alive(containerd));
+    assert!(pid_alive(restarted));
+    assert_eq!(
+        tasks(&server).get(&web_id),
+        Some(&(web_pid, "RUNNING".to_string())),
+        "the container outlives its containerd"
+    );
+    let out = ok(
+        &server,
+        &kubectl,
+        &["exec", "keeper", "--", "echo", "hi"],
+        None,
+    );
+    assert_eq!(out, "hi\n");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        containers(&pod_json(&server, "keeper")),
+        statuses,
+        "no restart counted after containerd's restart"
+    );
 
     // The restarted kubelet still runs new pods and tears the adopted one down.
     let fresh = KEEPER.replace("name: keeper", "name: fresh");
@@ -798,15 +856,27 @@ fn net_namespaces(pids: impl Iterator<Item = u32>) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every network namespace `lsns` sees.
-fn lsns_net() -> BTreeSet<String> {
+/// The network namespaces `lsns` sees that one of our pods' namespaces may still be: the inode
+/// numbers of freed namespaces are reused, so one counts only while a process of one of our
+/// pods (by its cgroup) or of our node (by its command line) is in it.
+fn our_live_net_namespaces(uids: &BTreeSet<String>, data: &Path) -> BTreeMap<String, u32> {
     let out = Command::new("lsns")
-        .args(["-t", "net", "-n", "-o", "NS"])
+        .args(["-t", "net", "-n", "-o", "NS,PID"])
         .output()
         .expect("lsns");
+    let data = data.to_string_lossy().into_owned();
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| format!("net:[{}]", l.trim()))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some((format!("net:[{}]", f.next()?), f.next()?.parse().ok()?))
+        })
+        .filter(|(_, pid): &(String, u32)| {
+            let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            uids.iter().any(|u| cgroup.contains(&format!("/pod{u}")))
+                || String::from_utf8_lossy(&cmdline).contains(&data)
+        })
         .collect()
 }
 
@@ -930,7 +1000,10 @@ fn hundreds_of_pod_cycles_leak_nothing() {
     );
     let cgroups = pod_cgroups(&uids);
     assert!(cgroups.is_empty(), "pod cgroups left: {cgroups:#?}");
-    let alive: Vec<String> = lsns_net().intersection(&namespaces).cloned().collect();
+    let alive: Vec<(String, u32)> = our_live_net_namespaces(&uids, &data_dir(&server))
+        .into_iter()
+        .filter(|(ns, _)| namespaces.contains(ns))
+        .collect();
     assert!(
         !namespaces.is_empty() && alive.is_empty(),
         "pod network namespaces still alive: {alive:?}"
