@@ -1,10 +1,12 @@
 //! Root test, the node agent's restart safety, streaming and cleanup through `skiff server` with
 //! real containerd: a `kill -9` of skiff leaves the containers (and skiff's containerd) running
-//! and a restarted skiff adopts them without a restart; `kubectl logs` follows, shows the
-//! previous instance after a crash and honours `--tail`, `--timestamps` and `--since`;
-//! `kubectl exec -it` gets a terminal of the size kubectl sends; hundreds of pod create/delete
-//! cycles leave nothing behind on the node (containers, tasks, snapshots, network namespaces,
-//! veths, IP allocations, mounts, cgroups, pod dirs) and do not grow skiff's fds or threads.
+//! and a restarted skiff adopts them without a restart, as a restarted containerd is
+//! reconnected; `kubectl logs` follows, shows the previous instance after a crash and honours
+//! `--tail`, `--timestamps` and `--since`; `kubectl exec -it` gets a terminal of the size
+//! kubectl sends and follows resizes (kubectl 1.35, 1.33 and 1.29 over SPDY); hundreds of pod
+//! create/delete cycles leave nothing behind on the node (containers, tasks, snapshots, network
+//! namespaces, veths, IP allocations, mounts, cgroups, pod dirs) and do not grow skiff's fds or
+//! threads.
 
 mod common;
 #[path = "common/images.rs"]
@@ -615,11 +617,20 @@ spec:
     command: ["sleep", "3600"]
 "#;
 
-/// Runs `kubectl exec -it` inside `script` (a pseudo-terminal of 37 rows and 91 columns) and
-/// returns what the terminal showed.
-fn exec_tty(server: &TestServer, kubectl: &Path, command: &str) -> String {
+/// Runs `kubectl exec -it` inside `script` (a pseudo-terminal of 37 rows and 91 columns, or
+/// with `resize_after`, resized to 50 rows and 100 columns that long after the start: the
+/// kernel signals kubectl, which sends the new size) and returns what the terminal showed.
+fn exec_tty(
+    server: &TestServer,
+    kubectl: &Path,
+    command: &str,
+    resize_after: Option<&str>,
+) -> String {
+    let resize = resize_after
+        .map(|delay| format!("(sleep {delay}; stty -F /dev/tty rows 50 cols 100) & "))
+        .unwrap_or_default();
     let inner = format!(
-        "stty rows 37 cols 91; {} exec -it shell -- sh -c '{command}'",
+        "stty rows 37 cols 91; {resize}{} exec -it shell -- sh -c '{command}'",
         kubectl.display()
     );
     let mut child = Command::new("script")
@@ -658,7 +669,7 @@ fn exec_tty(server: &TestServer, kubectl: &Path, command: &str) -> String {
 }
 
 #[test]
-fn kubectl_exec_it_gets_a_terminal_of_the_clients_size() {
+fn kubectl_exec_it_gets_a_terminal_of_the_clients_size_and_follows_resizes() {
     if !common::node_runnable() {
         return;
     }
@@ -668,7 +679,7 @@ fn kubectl_exec_it_gets_a_terminal_of_the_clients_size() {
     wait_running(&server, "shell");
     for version in ["kubectl-1.35", "kubectl-1.33", "kubectl-1.29"] {
         let k = tool(version);
-        let out = exec_tty(&server, &k, "busybox tty; busybox stty size");
+        let out = exec_tty(&server, &k, "busybox tty; busybox stty size", None);
         let lines: Vec<&str> = out
             .lines()
             .map(str::trim)
@@ -683,6 +694,19 @@ fn kubectl_exec_it_gets_a_terminal_of_the_clients_size() {
             Some(&"37 91"),
             "{version}: stty size: {out:?}"
         );
+        // A resize while the command runs reaches its terminal.
+        let out = exec_tty(
+            &server,
+            &k,
+            "busybox stty size; sleep 3; busybox stty size",
+            Some("1"),
+        );
+        let sizes: Vec<&str> = out
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(sizes, ["37 91", "50 100"], "{version}: resize: {out:?}");
         // A TTY merges stderr into the terminal and passes the exit code on.
         let out = common::run(
             &server,
