@@ -20,7 +20,7 @@ use tokio::net::unix::pipe;
 use super::backend::{
     BackendError, LogOptions, LogStream, PodRef, PortStream, Session, StreamingBackend,
 };
-use super::channel::ExecOutcome;
+use super::channel::{ExecOutcome, TerminalSize};
 use crate::kubelet::logs::cri::{Selection, render};
 use crate::kubelet::network::netns::{NamespaceDir, NamespaceKind, run_in_netns};
 use crate::kubelet::runtime::{RuntimeClient, TaskIo, TaskStatus};
@@ -37,6 +37,8 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 /// After an exec process was deleted, output still in the FIFOs is read until this long idle.
 const DRAIN_IDLE: Duration = Duration::from_millis(50);
 const PORT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a TTY exec waits for the client's first terminal size before it starts.
+const FIRST_RESIZE_WAIT: Duration = Duration::from_millis(500);
 const PIPE: usize = 32 * 1024;
 
 /// One of a pod's containers as containerd records it.
@@ -281,10 +283,19 @@ async fn pump_out(
     }
 }
 
+/// The terminal size the client sends first (kubectl sends it right after connecting), unless
+/// none arrives within [`FIRST_RESIZE_WAIT`] or it is empty (0x0 means unknown).
+async fn first_size(sizes: &mut tokio::sync::mpsc::Receiver<TerminalSize>) -> Option<TerminalSize> {
+    match tokio::time::timeout(FIRST_RESIZE_WAIT, sizes.recv()).await {
+        Ok(Some(size)) if size.width > 0 && size.height > 0 => Some(size),
+        _ => None,
+    }
+}
+
 impl ContainerdBackend {
     async fn run_exec(
         self,
-        session: Session,
+        mut session: Session,
         command: Vec<String>,
     ) -> Result<ExecOutcome, BackendError> {
         let instance = self.find(&session.pod, &session.container).await?;
@@ -310,7 +321,20 @@ impl ContainerdBackend {
         };
         process.set_args(Some(command));
         process.set_terminal(Some(session.tty));
-        process.set_console_size(None);
+        // The terminal starts at the client's size: a resize applied only after the start races
+        // with a command that reads its size at once (`stty size`, a full-screen program).
+        let initial = match (session.tty, session.resize.as_mut()) {
+            (true, Some(sizes)) => first_size(sizes).await,
+            _ => None,
+        };
+        process.set_console_size(initial.and_then(|size| {
+            oci_spec::runtime::BoxBuilder::default()
+                .height(size.height)
+                .width(size.width)
+                .build()
+                .ok()
+        }));
+
         let spec = serde_json::to_vec(&process)
             .map_err(|e| io_error("encode exec process")(io::Error::other(e)))?;
 
@@ -591,6 +615,28 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tty_exec_starts_at_the_first_size_the_client_sends() {
+        let size = |width, height| TerminalSize { width, height };
+        // (sizes sent before the wait, channel closed, expected initial size)
+        let cases = [
+            (vec![size(91, 37)], false, Some(size(91, 37))),
+            (vec![size(91, 37), size(120, 40)], false, Some(size(91, 37))),
+            (vec![size(0, 0)], false, None),
+            (vec![], true, None),
+            (vec![], false, None),
+        ];
+        for (sent, closed, want) in cases {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+            for s in &sent {
+                tx.send(*s).await.unwrap();
+            }
+            let keep = (!closed).then_some(tx);
+            assert_eq!(first_size(&mut rx).await, want, "{sent:?} closed={closed}");
+            drop(keep);
+        }
+    }
 
     fn labels(uid: &str, restart: &str) -> HashMap<String, String> {
         HashMap::from([
