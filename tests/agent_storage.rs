@@ -339,13 +339,14 @@ fn config_and_secret_volumes_and_env_arrive_and_volumes_follow_updates() {
     let token = info.lines().last().unwrap_or_default();
     assert_eq!(token.split('.').count(), 3, "a JWT: {info}");
 
-    // Updates: the ConfigMap, the Secret and the pod's labels.
-    let started = Instant::now();
+    // Updates of the ConfigMap and the Secret reach the volumes (upstream: within its sync
+    // period plus cache TTL, about a minute; skiff re-reads every 10 s).
     let cms = c.api::<ConfigMap>();
     let secrets = c.api::<Secret>();
     let pods = c.api::<Pod>();
+    let params = PatchParams::default();
+    let started = Instant::now();
     c.rt.block_on(async {
-        let params = PatchParams::default();
         cms.patch(
             "cfg",
             &params,
@@ -361,45 +362,41 @@ fn config_and_secret_volumes_and_env_arrive_and_volumes_follow_updates() {
             )
             .await
             .expect("Secret update");
-        pods.patch(
-            "config",
-            &params,
-            &Patch::Merge(json!({"metadata": {"labels": {"tier": "two"}}})),
-        )
-        .await
-        .expect("label update");
     });
-    let mut seen: BTreeMap<&str, Duration> = BTreeMap::new();
     c.wait_for(
-        "volumes following the updates",
-        Duration::from_secs(70),
+        "volumes following the ConfigMap and Secret updates",
+        Duration::from_secs(30),
         |c| {
             let out = c.exec(
                 "config",
                 "app",
-                "cat /all/a; echo; cat /all/d 2>/dev/null; echo; cat /sec/pass; echo; \
-                 cat /podinfo/labels; echo",
+                "cat /all/a; echo; cat /all/d 2>/dev/null; echo; cat /sec/pass; echo",
             );
-            let lines: Vec<&str> = out.lines().collect();
-            let checks = [
-                (
-                    "configMap",
-                    lines.first() == Some(&"uno") && lines.get(1) == Some(&"four"),
-                ),
-                ("secret", lines.get(2) == Some(&"changed")),
-                ("labels", out.contains("tier=\"two\"")),
-            ];
-            for (what, done) in checks {
-                if done {
-                    seen.entry(what).or_insert_with(|| started.elapsed());
-                }
-            }
-            (seen.len() == checks.len()).then_some(())
+            (out == "uno\nfour\nchanged\n").then_some(())
         },
     );
-    eprintln!("updates reached the volumes after {seen:?}");
-    // As upstream, the pod's own metadata reaches its downward API volume promptly.
-    assert!(seen["labels"] < Duration::from_secs(15), "{seen:?}");
+    eprintln!(
+        "ConfigMap and Secret updates reached the volumes after {:?}",
+        started.elapsed()
+    );
+
+    // A label change reaches the downward API volume promptly, as upstream (the pod update
+    // triggers the remount).
+    let started = Instant::now();
+    c.rt.block_on(pods.patch(
+        "config",
+        &params,
+        &Patch::Merge(json!({"metadata": {"labels": {"tier": "two"}}})),
+    ))
+    .expect("label update");
+    c.wait_for("the labels file updated", Duration::from_secs(5), |c| {
+        let out = c.exec("config", "app", "cat /podinfo/labels");
+        (out == "app=\"storage\"\ntier=\"two\"").then_some(())
+    });
+    eprintln!(
+        "the label change reached the volume after {:?}",
+        started.elapsed()
+    );
 
     // Env and a subPath mount keep what the container started with.
     let out = c.exec(
