@@ -7,7 +7,8 @@
 //! [`run`] is the kubelet's loop: it announces the root on the Node and removes directories as
 //! their volumes go, reacting to a PersistentVolume watch.
 //!
-//! The reclaim policy is recorded at creation time in `<root>/.reclaim/<pv-name>` so that a
+//! The reclaim policy is recorded in `<root>/.reclaim/<pv-name>` (by [`LocalPath::prepare`], or
+//! by a cleanup pass that sees the volume and its directory, as on its release) so that a
 //! restarted node still knows, after the PersistentVolume is gone, whether its data may go.
 
 use std::collections::{BTreeMap, BTreeSet};
