@@ -242,6 +242,12 @@ async fn start_on_runtime(
     ));
     let mut stop_wait = stop_rx.clone();
     register_until_done(&agent, &config.node_name, &mut stop_wait).await?;
+    tasks.push(tokio::spawn(crate::kubelet::local_path::run(
+        client.clone(),
+        config.node_name.clone(),
+        crate::kubelet::local_path::LocalPath::new(config.data_dir.join("storage")),
+        stop_rx.clone(),
+    )));
     let (readiness, readiness_rx) = watch::channel(Readiness::NetworkNotReady);
     tasks.push(tokio::spawn(
         agent.clone().run(readiness_rx, stop_rx.clone()),

@@ -4,7 +4,11 @@
 //! directories directly under its storage root; never deletes a directory it has no `Delete`
 //! record for (volumes with `Retain` keep their data, as upstream).
 //!
-//! The reclaim policy is recorded at creation time in `<root>/.reclaim/<pv-name>` so that a
+//! [`run`] is the kubelet's loop: it announces the root on the Node and removes directories as
+//! their volumes go, reacting to a PersistentVolume watch.
+//!
+//! The reclaim policy is recorded in `<root>/.reclaim/<pv-name>` (by [`LocalPath::prepare`], or
+//! by a cleanup pass that sees the volume and its directory, as on its release) so that a
 //! restarted node still knows, after the PersistentVolume is gone, whether its data may go.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,8 +40,6 @@ pub enum Error {
         path: String,
         root: PathBuf,
     },
-    #[error("failed to list persistentvolumes: {0}")]
-    List(#[source] kube::Error),
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
@@ -253,56 +255,119 @@ pub fn plan_cleanup(
     plan
 }
 
-/// Lists every PersistentVolume; the seam the cleanup loop reads through. The Node authorizer
-/// lets a node only `get` volumes of its own pods, so the kubelet's wiring must hand in a
-/// lister that may list cluster-wide (in-process: the agent's privileged client).
-pub trait VolumeLister: Send + Sync {
-    fn list(
-        &self,
-    ) -> impl std::future::Future<Output = Result<Vec<PersistentVolume>, Error>> + Send;
-}
+/// The Node annotation announcing the storage root to the provisioner (read by
+/// `controllers::volume`).
+const ANN_LOCAL_PATH_ROOT: &str = "skiff.io/local-path-root";
+/// How often a cleanup pass runs without any volume event: a safety net for a removal that
+/// failed.
+const RESYNC: Duration = Duration::from_secs(60);
 
-impl VolumeLister for kube::Client {
-    async fn list(&self) -> Result<Vec<PersistentVolume>, Error> {
-        let api: Api<PersistentVolume> = Api::all(self.clone());
-        api.list(&kube::api::ListParams::default())
-            .await
-            .map(|l| l.items)
-            .map_err(Error::List)
+/// The node's local-path duties while the kubelet runs: announces the storage root on the Node
+/// `node_name` (so volumes provisioned for it live under `<data-dir>/storage`), then watches
+/// PersistentVolumes and runs a cleanup pass on every change, so the directory of a deleted
+/// `Delete` volume goes as soon as the volume does. Listing volumes cluster-wide needs the
+/// `skiff:local-path-node` role (embedded RBAC); without it nothing is ever removed. Returns
+/// when `shutdown` turns true.
+pub async fn run(
+    client: kube::Client,
+    node_name: String,
+    local: LocalPath,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+
+    if !announce(&client, &node_name, &local.root, &mut shutdown).await {
+        return;
+    }
+    let api: Api<PersistentVolume> = Api::all(client);
+    let mut events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut known: BTreeMap<String, PersistentVolume> = BTreeMap::new();
+    let mut listing: Option<BTreeMap<String, PersistentVolume>> = None;
+    let mut synced = false;
+    let mut tick = tokio::time::interval(RESYNC);
+    let name = |pv: &PersistentVolume| pv.metadata.name.clone().unwrap_or_default();
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => return,
+            _ = tick.tick() => {}
+            ev = events.next() => match ev {
+                None => return,
+                Some(Ok(watcher::Event::Init)) => {
+                    listing = Some(BTreeMap::new());
+                    continue;
+                }
+                Some(Ok(watcher::Event::InitApply(pv))) => {
+                    if let Some(l) = listing.as_mut() {
+                        l.insert(name(&pv), pv);
+                    }
+                    continue;
+                }
+                Some(Ok(watcher::Event::InitDone)) => {
+                    known = listing.take().unwrap_or_default();
+                    synced = true;
+                }
+                Some(Ok(watcher::Event::Apply(pv))) => {
+                    known.insert(name(&pv), pv);
+                }
+                Some(Ok(watcher::Event::Delete(pv))) => {
+                    known.remove(&name(&pv));
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "local-path volume watch");
+                    continue;
+                }
+            }
+        }
+        // Nothing is deleted before one complete list (never on partial knowledge).
+        if synced {
+            pass(&local, known.values().cloned().collect()).await;
+        }
     }
 }
 
-/// Runs a cleanup pass every `interval` until `shutdown` turns true. A failed list skips the
-/// pass (nothing is deleted on partial knowledge).
-pub async fn run_cleanup<L: VolumeLister>(
-    local: LocalPath,
-    lister: L,
-    interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(interval);
+/// Sets the root annotation on the Node, retrying until it is set (`true`) or shutdown.
+async fn announce(
+    client: &kube::Client,
+    node_name: &str,
+    root: &Path,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::{Patch, PatchParams};
+
+    let nodes: Api<Node> = Api::all(client.clone());
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        ANN_LOCAL_PATH_ROOT: root.to_string_lossy(),
+    }}});
     loop {
+        match nodes
+            .patch(node_name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return true,
+            Err(e) => tracing::debug!(error = %e, "announcing the local-path root"),
+        }
         tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.wait_for(|s| *s) => return,
+            _ = shutdown.wait_for(|s| *s) => return false,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
-        let volumes = match lister.list().await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::debug!(error = %e, "local-path cleanup skipped");
-                continue;
+    }
+}
+
+/// One cleanup pass on a blocking thread, logged.
+async fn pass(local: &LocalPath, volumes: Vec<PersistentVolume>) {
+    let local = local.clone();
+    match tokio::task::spawn_blocking(move || local.cleanup(&volumes)).await {
+        Ok(Ok(removed)) => {
+            for path in removed {
+                tracing::info!(path = %path.display(), "removed local-path volume data");
             }
-        };
-        let local = local.clone();
-        match tokio::task::spawn_blocking(move || local.cleanup(&volumes)).await {
-            Ok(Ok(removed)) => {
-                for path in removed {
-                    tracing::info!(path = %path.display(), "removed local-path volume data");
-                }
-            }
-            Ok(Err(e)) => tracing::warn!(error = %e, "local-path cleanup failed"),
-            Err(e) => tracing::warn!(error = %e, "local-path cleanup task failed"),
         }
+        Ok(Err(e)) => tracing::warn!(error = %e, "local-path cleanup failed"),
+        Err(e) => tracing::warn!(error = %e, "local-path cleanup task failed"),
     }
 }
 

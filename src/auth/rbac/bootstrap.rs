@@ -353,7 +353,7 @@ mod tests {
         let p = policy().unwrap();
         // Upstream 1.35 with default feature gates: 31 ClusterRoles in cluster-roles.yaml and 37
         // in controller-roles.yaml; 12 + 37 ClusterRoleBindings; 7 Roles and 7 RoleBindings.
-        // Skiff adds 2 ClusterRoleBindings (skiff-extras.yaml).
+        // Skiff adds 1 ClusterRole and 2 ClusterRoleBindings (skiff-extras.yaml).
         let controllers = |n: &Option<String>| {
             n.as_deref()
                 .is_some_and(|n| n.starts_with("system:controller:"))
@@ -363,10 +363,10 @@ mod tests {
             .iter()
             .filter(|r| controllers(&r.metadata.name))
             .count();
-        assert_eq!(p.cluster_roles.len() - controller_roles, 31);
+        assert_eq!(p.cluster_roles.len() - controller_roles, 31 + 1);
         assert_eq!(controller_roles, 37);
-        assert_eq!(p.cluster_roles.len(), 68);
-        assert_eq!(p.cluster_role_bindings.len(), 12 + 37 + 1);
+        assert_eq!(p.cluster_roles.len(), 68 + 1);
+        assert_eq!(p.cluster_role_bindings.len(), 12 + 37 + 2);
         assert_eq!(p.roles.len(), 7);
         assert_eq!(p.role_bindings.len(), 7);
     }

@@ -45,7 +45,8 @@ pub(super) struct Worker {
     /// Images whose `Pulled` (already present) event was sent.
     pub(super) announced: HashSet<String>,
     pub(super) started_at: Timestamp,
-    pub(super) last_refresh: Option<std::time::Instant>,
+    /// When the API data volumes were last written, and from which pod.
+    pub(super) last_refresh: Option<(std::time::Instant, Arc<Pod>)>,
     /// Container ids the probe manager was told about.
     pub(super) probed: HashSet<String>,
     /// Why the eviction manager evicted the pod (its status message), once it has.
@@ -410,9 +411,9 @@ impl Worker {
     }
 
     async fn setup_volumes(&mut self, host_ip: Option<&str>) -> Result<(), Error> {
-        let refresh_due = self
-            .last_refresh
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+        let refresh_due = self.last_refresh.as_ref().is_none_or(|(at, last)| {
+            crate::kubelet::volumes::refresh_due(last, &self.pod, at.elapsed())
+        });
         if self.volumes.is_some() && !refresh_due {
             return Ok(());
         }
@@ -462,7 +463,7 @@ impl Worker {
         if let Some(v) = got {
             self.volumes = Some(v);
         }
-        self.last_refresh = Some(std::time::Instant::now());
+        self.last_refresh = Some((std::time::Instant::now(), self.pod.clone()));
         Ok(())
     }
 

@@ -8,8 +8,8 @@
 //! Typical use by the pod worker, on every sync of a pod:
 //! 1. [`VolumeManager::setup`] (idempotent; cheap when nothing changed) → [`PodVolumes`].
 //! 2. Per container, [`PodVolumes::mounts_for`] with the container's resolved env.
-//! 3. Periodically for running pods, [`VolumeManager::refresh`] to propagate ConfigMap, Secret,
-//!    downward API and token changes.
+//! 3. For running pods, [`VolumeManager::refresh`] when [`refresh_due`] says so, to propagate
+//!    ConfigMap, Secret, downward API and token changes.
 //! 4. When the pod is gone, [`VolumeManager::teardown`].
 
 mod atomic;
@@ -26,6 +26,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod, Volume};
 
@@ -190,6 +191,21 @@ impl PodVolumes {
             })
         })
     }
+}
+
+/// How often a running pod's API data volumes are re-read when nothing else asks for it: the
+/// bound on how long a ConfigMap or Secret update takes to reach a running pod (upstream: its
+/// sync period, 1 minute, plus its cache's TTL). One read of each source object per interval.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Whether a set-up pod's API data volumes are due for a refresh, given the pod they were last
+/// written from and how long ago: at once when its labels or annotations changed (the downward
+/// API's sources; upstream remounts such volumes when the pod is updated), else every
+/// [`REFRESH_INTERVAL`]. Status-only updates of the pod do not count.
+pub fn refresh_due(last: &Pod, now: &Pod, since_last: Duration) -> bool {
+    since_last >= REFRESH_INTERVAL
+        || last.metadata.labels != now.metadata.labels
+        || last.metadata.annotations != now.metadata.annotations
 }
 
 /// Sets up and tears down pod volumes on this node.
@@ -499,10 +515,19 @@ fn claim_volume(
             claim: claim.to_owned(),
         })?;
     let spec = pv.spec.as_ref();
-    let path = if let Some(local) = spec.and_then(|s| s.local.as_ref()) {
-        // local-path provisioner volumes: the directory appears on first use, world-writable
-        // as the local-path provisioner makes it, so non-root containers can write.
-        let path = PathBuf::from(&local.path);
+    let local_path = spec
+        .and_then(|s| s.host_path.as_ref())
+        .filter(|_| crate::kubelet::local_path::is_local_path(&pv))
+        .map(|h| h.path.as_str());
+    let path = if let Some(local) = spec
+        .and_then(|s| s.local.as_ref())
+        .map(|l| l.path.as_str())
+        .or(local_path)
+    {
+        // local volumes and the local-path provisioner's: the directory appears on first use,
+        // world-writable as the local-path provisioner makes it, so non-root containers can
+        // write.
+        let path = PathBuf::from(local);
         if create_volume_dir(&path)? {
             tracing::debug!(path = %path.display(), "created local volume directory");
         }

@@ -551,3 +551,34 @@ fn host_path_and_local_claims_use_the_host_directory() {
     assert!(local.join("keep").exists());
     assert!(host.is_dir());
 }
+
+#[test]
+fn refresh_is_due_on_label_or_annotation_changes_or_after_the_interval() {
+    let base = pod(vec![]);
+    let with = |f: &dyn Fn(&mut Pod)| {
+        let mut p = base.clone();
+        f(&mut p);
+        p
+    };
+    let relabelled = with(&|p| {
+        p.metadata.labels = Some([("tier".to_string(), "two".to_string())].into());
+    });
+    let annotated = with(&|p| {
+        p.metadata.annotations = Some([("a".to_string(), "b".to_string())].into());
+    });
+    let status_only = with(&|p| {
+        p.status = Some(Default::default());
+        p.metadata.resource_version = Some("42".into());
+    });
+    let soon = Duration::from_secs(1);
+    let cases = [
+        ("nothing changed", &base, soon, false),
+        ("status only", &status_only, soon, false),
+        ("labels changed", &relabelled, soon, true),
+        ("annotations changed", &annotated, soon, true),
+        ("interval passed", &base, REFRESH_INTERVAL, true),
+    ];
+    for (what, now, since, due) in cases {
+        assert_eq!(refresh_due(&base, now, since), due, "{what}");
+    }
+}
