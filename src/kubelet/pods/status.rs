@@ -326,10 +326,72 @@ pub fn changed(old: Option<&PodStatus>, new: &PodStatus) -> bool {
     strip(old) != strip(new)
 }
 
+/// Whether `status` (what the API has) already shows the end of run `container_id` of container
+/// `name`, as its state or its lastState. Upstream writes a dead container's `terminated` state
+/// before restarting it or backing off, so users see `Error` (`Init:Error`) before `Running` or
+/// `CrashLoopBackOff`; the worker reports an exit this says is unseen before acting on it.
+pub fn exit_reported(status: Option<&PodStatus>, name: &str, container_id: &str) -> bool {
+    let Some(status) = status else { return false };
+    let id = format!("containerd://{container_id}");
+    status
+        .container_statuses
+        .iter()
+        .flatten()
+        .chain(status.init_container_statuses.iter().flatten())
+        .filter(|c| c.name == name)
+        .flat_map(|c| [c.state.as_ref(), c.last_state.as_ref()])
+        .flatten()
+        .filter_map(|s| s.terminated.as_ref())
+        .any(|t| t.container_id.as_deref() == Some(id.as_str()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_exit_is_reported_once_the_api_status_shows_it_as_state_or_last_state() {
+        let terminated = |id: &str| json!({"terminated": {"exitCode": 1, "containerID": id}});
+        let cases = [
+            ("no status at all", json!(null), false),
+            (
+                "running, nothing ended yet",
+                json!({"containerStatuses": [{"name": "a", "image": "i", "imageID": "", "ready": true,
+                    "restartCount": 0, "state": {"running": {}}}]}),
+                false,
+            ),
+            (
+                "ended run is the state",
+                json!({"containerStatuses": [{"name": "a", "image": "i", "imageID": "", "ready": false,
+                    "restartCount": 0, "state": terminated("containerd://a0")}]}),
+                true,
+            ),
+            (
+                "ended run is the lastState under CrashLoopBackOff",
+                json!({"initContainerStatuses": [{"name": "a", "image": "i", "imageID": "", "ready": false,
+                    "restartCount": 0, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": terminated("containerd://a0")}]}),
+                true,
+            ),
+            (
+                "only an older run is shown",
+                json!({"containerStatuses": [{"name": "a", "image": "i", "imageID": "", "ready": true,
+                    "restartCount": 1, "state": {"running": {}}, "lastState": terminated("containerd://old")}]}),
+                false,
+            ),
+            (
+                "another container's end",
+                json!({"containerStatuses": [{"name": "b", "image": "i", "imageID": "", "ready": false,
+                    "restartCount": 0, "state": terminated("containerd://a0")}]}),
+                false,
+            ),
+        ];
+        for (what, status, want) in cases {
+            let status: Option<PodStatus> = serde_json::from_value(status).unwrap();
+            assert_eq!(exit_reported(status.as_ref(), "a", "a0"), want, "{what}");
+        }
+    }
 
     fn pod(spec: serde_json::Value) -> Pod {
         serde_json::from_value(json!({"metadata": {"name": "p", "uid": "u"}, "spec": spec}))
