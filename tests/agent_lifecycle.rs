@@ -12,12 +12,16 @@ mod images;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::TestServer;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 
 const IMAGE: &str = "docker.io/library/skiff-lifecycle:1.0";
@@ -389,20 +393,31 @@ async fn init_containers_run_in_order_and_retry(s: &TestServer, api: &Api<Pod>) 
             c["volumeMounts"] = json!([{"name": "work", "mountPath": "/work"}]);
         }
     }
+    // Every status the API stores, watched: a brief `Init:Error` between polls still counts.
+    let init_error_watched = Arc::new(AtomicBool::new(false));
+    let watch = tokio::spawn({
+        let seen = init_error_watched.clone();
+        let stream = watcher(
+            api.clone(),
+            watcher::Config::default().fields("metadata.name=init"),
+        );
+        async move {
+            let mut stream = std::pin::pin!(stream.applied_objects());
+            while let Some(Ok(pod)) = stream.next().await {
+                if init2_failed(&pod) {
+                    seen.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+    });
     create(api, pod).await;
 
     // Until init-2 succeeds: what `kubectl get` prints, and the app never ran.
     let mut printed = Vec::new();
-    let mut init_error_seen = false;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let pod = api.get("init").await.expect("pod");
         let init2 = status_of(&pod, "init-2").cloned();
-        init_error_seen |= init2
-            .as_ref()
-            .and_then(|c| c.state.as_ref())
-            .and_then(|s| s.terminated.as_ref())
-            .is_some_and(|t| t.exit_code == 1 && t.reason.as_deref() == Some("Error"));
         let app = status_of(&pod, "app").cloned();
         if let Some(app) = &app
             && app.state.as_ref().is_some_and(|s| s.waiting.is_none())
@@ -449,11 +464,13 @@ async fn init_containers_run_in_order_and_retry(s: &TestServer, api: &Api<Pod>) 
         );
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
-    // A failed run is restarted at once the first time, so `Init:Error` may show only briefly:
-    // the state kubectl prints it for (terminated, reason Error, exit 1) is what must be seen.
+    eprintln!("init: kubectl printed {printed:?}");
+    watch.abort();
+    // `Init:Error` shows only until the next sync (a restart or the back-off): the state kubectl
+    // prints it for (init-2 terminated, reason Error, exit 1) must have been stored.
     assert!(
-        printed.iter().any(|p| p == "Init:Error") || init_error_seen,
-        "init-2 showed Init:Error (terminated with reason Error): {printed:?}"
+        init_error_watched.load(Ordering::SeqCst),
+        "init-2 showed Init:Error (terminated with reason Error) before restarting: {printed:?}"
     );
     assert!(
         printed.iter().any(|p| p == "Init:CrashLoopBackOff"),
@@ -480,6 +497,14 @@ async fn init_containers_run_in_order_and_retry(s: &TestServer, api: &Api<Pod>) 
     }
     let logs = kubectl_ok(s, &["logs", "init", "-c", "init-2", "--previous"]).await;
     assert_eq!(logs, "failing\n", "the failed run's logs");
+}
+
+/// Whether init-2's current state is its failed run (what kubectl prints as `Init:Error`).
+fn init2_failed(pod: &Pod) -> bool {
+    status_of(pod, "init-2")
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.terminated.as_ref())
+        .is_some_and(|t| t.exit_code == 1 && t.reason.as_deref() == Some("Error"))
 }
 
 // ---- OOM ----
