@@ -395,8 +395,10 @@ async fn init_containers_run_in_order_and_retry(s: &TestServer, api: &Api<Pod>) 
     }
     // Every status the API stores, watched: a brief `Init:Error` between polls still counts.
     let init_error_watched = Arc::new(AtomicBool::new(false));
+    let app_too_early = Arc::new(AtomicBool::new(false));
     let watch = tokio::spawn({
         let seen = init_error_watched.clone();
+        let early = app_too_early.clone();
         let stream = watcher(
             api.clone(),
             watcher::Config::default().fields("metadata.name=init"),
@@ -406,6 +408,15 @@ async fn init_containers_run_in_order_and_retry(s: &TestServer, api: &Api<Pod>) 
             while let Some(Ok(pod)) = stream.next().await {
                 if init2_failed(&pod) {
                     seen.store(true, Ordering::SeqCst);
+                }
+                let init2_succeeded = status_of(&pod, "init-2")
+                    .and_then(|c| c.state.as_ref())
+                    .and_then(|s| s.terminated.as_ref())
+                    .is_some_and(|t| t.exit_code == 0);
+                if status_of(&pod, "app").is_some_and(|c| c.container_id.is_some())
+                    && !init2_succeeded
+                {
+                    early.store(true, Ordering::SeqCst);
                 }
             }
         }
@@ -433,14 +444,8 @@ async fn init_containers_run_in_order_and_retry(s: &TestServer, api: &Api<Pod>) 
             );
             break;
         }
-        let init2_done = init2.as_ref().is_some_and(|c| {
-            c.state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-                .is_some_and(|t| t.exit_code == 0)
-        });
         if let Some(app) = &app
-            && !init2_done
+            && app.container_id.is_none()
         {
             let reason = app
                 .state
@@ -466,6 +471,15 @@ async fn init_containers_run_in_order_and_retry(s: &TestServer, api: &Api<Pod>) 
     }
     eprintln!("init: kubectl printed {printed:?}");
     watch.abort();
+    assert!(
+        !app_too_early.load(Ordering::SeqCst),
+        "a stored status showed the app created before init-2 succeeded"
+    );
+    // Containers not created yet wait as `PodInitializing` (kubectl: `Init:0/2`).
+    assert!(
+        !printed.iter().any(|p| p.contains("ContainerCreating")),
+        "{printed:?}"
+    );
     // `Init:Error` shows only until the next sync (a restart or the back-off): the state kubectl
     // prints it for (init-2 terminated, reason Error, exit 1) must have been stored.
     assert!(

@@ -212,16 +212,20 @@ pub fn generate(pod: &Pod, observed: &Observed, input: &StatusInput) -> PodStatu
     };
     let phase = phase(pod, observed);
     let inited = initialized(pod, observed);
+    // Upstream's default waiting reason of a container never created is `PodInitializing` in
+    // both lists whenever the pod has init containers (kubectl then prints `Init:0/2`, not
+    // `Init:ContainerCreating`), `ContainerCreating` otherwise.
+    let has_init = spec.init_containers.as_ref().is_some_and(|i| !i.is_empty());
     let containers: Vec<ContainerStatus> = spec
         .containers
         .iter()
-        .map(|c| container_status(c, observed, input, !inited))
+        .map(|c| container_status(c, observed, input, has_init))
         .collect();
     let init_statuses: Vec<ContainerStatus> = spec
         .init_containers
         .iter()
         .flatten()
-        .map(|c| container_status(c, observed, input, false))
+        .map(|c| container_status(c, observed, input, has_init))
         .collect();
     let terminal = phase == "Succeeded" || phase == "Failed";
     let sidecars_ready = spec
@@ -529,6 +533,51 @@ mod tests {
         assert_eq!(get("Initialized"), "True");
         assert_eq!(get("PodReadyToStartContainers"), "True");
         assert_eq!(get("PodScheduled"), "True");
+    }
+
+    #[test]
+    fn containers_never_created_wait_as_pod_initializing_when_the_pod_has_init_containers() {
+        let with_init = json!({"initContainers": [{"name": "i1"}, {"name": "i2"}],
+            "containers": [{"name": "a"}]});
+        let plain = json!({"containers": [{"name": "a"}]});
+        let cases = [
+            (
+                "nothing ran yet",
+                with_init.clone(),
+                vec![],
+                [("i2", "PodInitializing"), ("a", "PodInitializing")],
+            ),
+            (
+                "init done, app not created",
+                with_init,
+                vec![run("i1", 0, exit(0)), run("i2", 0, exit(0))],
+                [("i2", ""), ("a", "PodInitializing")],
+            ),
+            (
+                "no init containers",
+                plain,
+                vec![],
+                [("a", "ContainerCreating"), ("a", "ContainerCreating")],
+            ),
+        ];
+        for (what, spec, runs, want) in cases {
+            let s = generate(&pod(spec), &Observed { runs }, &StatusInput::default());
+            for (name, reason) in want {
+                let st = s
+                    .container_statuses
+                    .iter()
+                    .flatten()
+                    .chain(s.init_container_statuses.iter().flatten())
+                    .find(|c| c.name == name)
+                    .unwrap();
+                let got = st
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.waiting.as_ref())
+                    .and_then(|w| w.reason.as_deref());
+                assert_eq!(got.unwrap_or_default(), reason, "{what}: {name}");
+            }
+        }
     }
 
     #[test]
