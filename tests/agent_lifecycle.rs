@@ -658,7 +658,7 @@ async fn pre_stop_then_sigkill_after_grace(s: &TestServer, api: &Api<Pod>) {
     );
     // A process that exits on SIGTERM goes at once, long before its 30 s grace period.
     assert!(
-        polite_beat <= Duration::from_millis(1500) && polite_gone <= Duration::from_secs(5),
+        polite_beat <= Duration::from_millis(1500) && polite_gone <= Duration::from_secs(8),
         "polite pod: last beat {polite_beat:?}, gone {polite_gone:?}"
     );
 }
