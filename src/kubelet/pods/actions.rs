@@ -298,6 +298,35 @@ pub fn compute(
     out
 }
 
+/// Which probe failed for a container the worker kills, for the `Killing` event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KillCause {
+    Liveness,
+    Startup,
+    /// Anything else (a run left in `Created`, ...).
+    Other,
+}
+
+/// The `Killing` event's message when a running pod's container is killed (upstream
+/// `computePodActions`: the probe that failed, and whether the restart policy brings it back).
+pub fn kill_message(pod: &Pod, name: &str, cause: KillCause) -> String {
+    let probe = match cause {
+        KillCause::Liveness => "liveness",
+        KillCause::Startup => "startup",
+        KillCause::Other => return format!("Stopping container {name}"),
+    };
+    let policy = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always");
+    if policy == "Never" {
+        format!("Container {name} failed {probe} probe")
+    } else {
+        format!("Container {name} failed {probe} probe, will be restarted")
+    }
+}
+
 /// Runs to remove: every run older than the previous one of its container, and runs of names
 /// the spec no longer has. Exited runs only; running ones are killed first.
 pub fn garbage(pod: &Pod, observed: &Observed) -> Vec<Run> {
@@ -373,6 +402,33 @@ mod tests {
             name: name.into(),
             init,
             restart_count: n,
+        }
+    }
+
+    #[test]
+    fn kill_messages_name_the_failed_probe_as_upstream() {
+        let always = pod(json!({"containers": [{"name": "a"}]}));
+        let never = pod(json!({"restartPolicy": "Never", "containers": [{"name": "a"}]}));
+        let cases = [
+            (
+                &always,
+                KillCause::Liveness,
+                "Container a failed liveness probe, will be restarted",
+            ),
+            (
+                &always,
+                KillCause::Startup,
+                "Container a failed startup probe, will be restarted",
+            ),
+            (
+                &never,
+                KillCause::Liveness,
+                "Container a failed liveness probe",
+            ),
+            (&always, KillCause::Other, "Stopping container a"),
+        ];
+        for (p, cause, want) in cases {
+            assert_eq!(kill_message(p, "a", cause), want, "{cause:?}");
         }
     }
 

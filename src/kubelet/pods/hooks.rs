@@ -72,6 +72,21 @@ impl Worker {
             .collect()
     }
 
+    /// Why a running container of this pod is being killed: the probe that failed, if any.
+    pub(super) fn kill_cause(&self, name: &str) -> super::actions::KillCause {
+        use super::actions::KillCause;
+        use crate::kubelet::probes::{ProbeKind, ProbeOutcome};
+        let failed =
+            |kind| self.shared.probes.outcome(&self.uid, name, kind) == Some(ProbeOutcome::Failure);
+        if failed(ProbeKind::Liveness) {
+            KillCause::Liveness
+        } else if failed(ProbeKind::Startup) {
+            KillCause::Startup
+        } else {
+            KillCause::Other
+        }
+    }
+
     pub(super) fn pod_ip(&self) -> String {
         self.sandbox
             .as_ref()

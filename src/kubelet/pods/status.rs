@@ -212,16 +212,20 @@ pub fn generate(pod: &Pod, observed: &Observed, input: &StatusInput) -> PodStatu
     };
     let phase = phase(pod, observed);
     let inited = initialized(pod, observed);
+    // Upstream's default waiting reason of a container never created is `PodInitializing` in
+    // both lists whenever the pod has init containers (kubectl then prints `Init:0/2`, not
+    // `Init:ContainerCreating`), `ContainerCreating` otherwise.
+    let has_init = spec.init_containers.as_ref().is_some_and(|i| !i.is_empty());
     let containers: Vec<ContainerStatus> = spec
         .containers
         .iter()
-        .map(|c| container_status(c, observed, input, !inited))
+        .map(|c| container_status(c, observed, input, has_init))
         .collect();
     let init_statuses: Vec<ContainerStatus> = spec
         .init_containers
         .iter()
         .flatten()
-        .map(|c| container_status(c, observed, input, false))
+        .map(|c| container_status(c, observed, input, has_init))
         .collect();
     let terminal = phase == "Succeeded" || phase == "Failed";
     let sidecars_ready = spec
@@ -346,6 +350,25 @@ pub fn changed(old: Option<&PodStatus>, new: &PodStatus) -> bool {
     strip(old) != strip(new)
 }
 
+/// Whether `status` (what the API has) already shows the end of run `container_id` of container
+/// `name`, as its state or its lastState. Upstream writes a dead container's `terminated` state
+/// before restarting it or backing off, so users see `Error` (`Init:Error`) before `Running` or
+/// `CrashLoopBackOff`; the worker reports an exit this says is unseen before acting on it.
+pub fn exit_reported(status: Option<&PodStatus>, name: &str, container_id: &str) -> bool {
+    let Some(status) = status else { return false };
+    let id = format!("containerd://{container_id}");
+    status
+        .container_statuses
+        .iter()
+        .flatten()
+        .chain(status.init_container_statuses.iter().flatten())
+        .filter(|c| c.name == name)
+        .flat_map(|c| [c.state.as_ref(), c.last_state.as_ref()])
+        .flatten()
+        .filter_map(|s| s.terminated.as_ref())
+        .any(|t| t.container_id.as_deref() == Some(id.as_str()))
+}
+
 #[cfg(test)]
 mod eviction_tests {
     use super::*;
@@ -376,6 +399,49 @@ mod eviction_tests {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_exit_is_reported_once_the_api_status_shows_it_as_state_or_last_state() {
+        let terminated = |id: &str| json!({"terminated": {"exitCode": 1, "containerID": id}});
+        let cases = [
+            ("no status at all", json!(null), false),
+            (
+                "running, nothing ended yet",
+                json!({"containerStatuses": [{"name": "a", "image": "i", "imageID": "", "ready": true,
+                    "restartCount": 0, "state": {"running": {}}}]}),
+                false,
+            ),
+            (
+                "ended run is the state",
+                json!({"containerStatuses": [{"name": "a", "image": "i", "imageID": "", "ready": false,
+                    "restartCount": 0, "state": terminated("containerd://a0")}]}),
+                true,
+            ),
+            (
+                "ended run is the lastState under CrashLoopBackOff",
+                json!({"initContainerStatuses": [{"name": "a", "image": "i", "imageID": "", "ready": false,
+                    "restartCount": 0, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": terminated("containerd://a0")}]}),
+                true,
+            ),
+            (
+                "only an older run is shown",
+                json!({"containerStatuses": [{"name": "a", "image": "i", "imageID": "", "ready": true,
+                    "restartCount": 1, "state": {"running": {}}, "lastState": terminated("containerd://old")}]}),
+                false,
+            ),
+            (
+                "another container's end",
+                json!({"containerStatuses": [{"name": "b", "image": "i", "imageID": "", "ready": false,
+                    "restartCount": 0, "state": terminated("containerd://a0")}]}),
+                false,
+            ),
+        ];
+        for (what, status, want) in cases {
+            let status: Option<PodStatus> = serde_json::from_value(status).unwrap();
+            assert_eq!(exit_reported(status.as_ref(), "a", "a0"), want, "{what}");
+        }
+    }
 
     fn pod(spec: serde_json::Value) -> Pod {
         serde_json::from_value(json!({"metadata": {"name": "p", "uid": "u"}, "spec": spec}))
@@ -513,6 +579,51 @@ mod tests {
         assert_eq!(get("Initialized"), "True");
         assert_eq!(get("PodReadyToStartContainers"), "True");
         assert_eq!(get("PodScheduled"), "True");
+    }
+
+    #[test]
+    fn containers_never_created_wait_as_pod_initializing_when_the_pod_has_init_containers() {
+        let with_init = json!({"initContainers": [{"name": "i1"}, {"name": "i2"}],
+            "containers": [{"name": "a"}]});
+        let plain = json!({"containers": [{"name": "a"}]});
+        let cases = [
+            (
+                "nothing ran yet",
+                with_init.clone(),
+                vec![],
+                [("i2", "PodInitializing"), ("a", "PodInitializing")],
+            ),
+            (
+                "init done, app not created",
+                with_init,
+                vec![run("i1", 0, exit(0)), run("i2", 0, exit(0))],
+                [("i2", ""), ("a", "PodInitializing")],
+            ),
+            (
+                "no init containers",
+                plain,
+                vec![],
+                [("a", "ContainerCreating"), ("a", "ContainerCreating")],
+            ),
+        ];
+        for (what, spec, runs, want) in cases {
+            let s = generate(&pod(spec), &Observed { runs }, &StatusInput::default());
+            for (name, reason) in want {
+                let st = s
+                    .container_statuses
+                    .iter()
+                    .flatten()
+                    .chain(s.init_container_statuses.iter().flatten())
+                    .find(|c| c.name == name)
+                    .unwrap();
+                let got = st
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.waiting.as_ref())
+                    .and_then(|w| w.reason.as_deref());
+                assert_eq!(got.unwrap_or_default(), reason, "{what}: {name}");
+            }
+        }
     }
 
     #[test]

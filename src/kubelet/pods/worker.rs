@@ -282,6 +282,26 @@ impl Worker {
         let mut waiting = BTreeMap::new();
         let mut next = RESYNC;
         let mut changed = false;
+        // Exits about to be acted on (restart or back-off) that the API does not show yet are
+        // reported first, as upstream does: `Error` before `Running` or `CrashLoopBackOff`.
+        let unreported: Vec<String> = steps
+            .iter()
+            .filter_map(|step| match step {
+                Action::Start { name, .. } | Action::BackOff { name, .. } => Some(name),
+                Action::Kill { .. } => None,
+            })
+            .filter(|name| {
+                observed.current(name).is_some_and(|r| {
+                    matches!(r.state, actions::RunState::Exited { .. })
+                        && !status::exit_reported(self.pod.status.as_ref(), name, &r.id)
+                })
+            })
+            .cloned()
+            .collect();
+        if !unreported.is_empty() {
+            let known = self.errors.clone();
+            self.report(&observed, host_ip.clone(), known).await?;
+        }
         for step in steps {
             match step {
                 Action::Start {
@@ -306,7 +326,8 @@ impl Worker {
                 }
                 Action::Kill { id, name } => {
                     changed = true;
-                    self.event_normal(Some(&name), "Killing", format!("Stopping container {name}"));
+                    let message = actions::kill_message(&self.pod, &name, self.kill_cause(&name));
+                    self.event_normal(Some(&name), "Killing", message);
                     containers::stop(&self.shared.runtime, &id, grace_period(&self.pod)).await?;
                 }
                 Action::BackOff { name, delay, until } => {
@@ -325,16 +346,21 @@ impl Worker {
                             pod_name(&self.pod)
                         ),
                     );
-                    waiting.insert(
-                        name,
-                        Waiting {
-                            reason: "CrashLoopBackOff".into(),
-                            message: Some(message),
-                        },
-                    );
                     let left = until.duration_since(now);
                     let left = Duration::try_from(left).unwrap_or_default();
                     next = next.min(left.max(Duration::from_millis(100)));
+                    if unreported.contains(&name) {
+                        // The exit shows for a moment; the back-off from the next sync.
+                        next = next.min(Duration::from_secs(1));
+                    } else {
+                        waiting.insert(
+                            name,
+                            Waiting {
+                                reason: "CrashLoopBackOff".into(),
+                                message: Some(message),
+                            },
+                        );
+                    }
                 }
             }
         }
