@@ -44,6 +44,20 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: once, namespace: default}
+spec:
+  terminationGracePeriodSeconds: 0
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: docker.io/library/skiff-attach-busybox:1.0
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "cat; echo stdin-closed"]
+    stdin: true
+    stdinOnce: true
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: term, namespace: default}
 spec:
   terminationGracePeriodSeconds: 0
@@ -99,8 +113,12 @@ impl Running {
 
     fn write(&mut self, text: &str) {
         let stdin = self.child.stdin.as_mut().expect("stdin");
-        stdin.write_all(text.as_bytes()).unwrap();
-        stdin.flush().unwrap();
+        let written = stdin
+            .write_all(text.as_bytes())
+            .and_then(|()| stdin.flush());
+        if let Err(e) = written {
+            panic!("writing to the process: {e}; its output:\n{}", self.text());
+        }
     }
 
     fn text(&self) -> String {
@@ -115,7 +133,10 @@ impl Running {
             if done(&text) {
                 return text;
             }
-            assert!(Instant::now() < deadline, "never saw {what}; output:\n{text}");
+            assert!(
+                Instant::now() < deadline,
+                "never saw {what}; output:\n{text}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -200,6 +221,35 @@ fn attach_stdin_echoes(server: &TestServer, kubectl: &Path, version: &str) {
     drop(attach);
 }
 
+/// `attach -it` under `script` (kubectl wants a terminal): the pod's shell runs on a pty and
+/// answers what is typed.
+fn attach_tty_shell_answers(server: &TestServer, kubectl: &Path, version: &str) {
+    let command = format!("{} attach -it term -c main", kubectl.display());
+    let mut attach = Running::spawn(
+        server,
+        Path::new("script"),
+        &["-qfec", &command, "/dev/null"],
+    );
+    let want = format!("answer-{version}-42");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !attach.text().contains(&want) {
+        assert!(
+            Instant::now() < deadline,
+            "kubectl {version} attach -it never answered; output:\n{}",
+            attach.text()
+        );
+        attach.write(&format!("tty; echo answer-{version}-$((6*7))\r"));
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let text = attach.text();
+    eprintln!("kubectl {version} attach -it:\n{text}");
+    assert!(
+        text.contains("/dev/pts/"),
+        "the shell runs on a pty: {text}"
+    );
+    drop(attach);
+}
+
 #[test]
 fn attach_and_run_interactive() {
     if !common::node_runnable() {
@@ -212,7 +262,7 @@ fn attach_and_run_interactive() {
         IMAGE,
         &["sh"],
     );
-    let server = TestServer::start_with_agent(
+    let mut server = TestServer::start_with_agent(
         dir,
         &[
             "--kubelet-arg",
@@ -235,6 +285,7 @@ fn attach_and_run_interactive() {
             "pod/counter",
             "pod/echo",
             "pod/term",
+            "pod/once",
             "--timeout=60s",
         ],
         None,
@@ -243,6 +294,7 @@ fn attach_and_run_interactive() {
     for (version, program) in [("1.35", &kubectl), ("1.29", &old)] {
         attach_shows_new_output(&server, program, version);
         attach_stdin_echoes(&server, program, version);
+        attach_tty_shell_answers(&server, program, version);
     }
 
     // A container without stdin: true refuses stdin instead of swallowing it.
@@ -253,6 +305,29 @@ fn attach_and_run_interactive() {
         "attach -i to a container without stdin says why: {text}"
     );
 
+    // stdinOnce: the first session's end closes the container's stdin, and it exits.
+    let mut first = Running::spawn(&server, &kubectl, &["attach", "-i", "once"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !first.text().contains("only-once") {
+        assert!(Instant::now() < deadline, "no echo: {}", first.text());
+        first.write("only-once\n");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (_, text) = first.finish(Duration::from_secs(20));
+    assert!(
+        text.contains("stdin-closed"),
+        "the container saw EOF once the session ended: {text}"
+    );
+    wait_until("pod once Succeeded", Duration::from_secs(30), || {
+        let phase = ok(
+            &server,
+            &kubectl,
+            &["get", "pod", "once", "-o", "jsonpath={.status.phase}"],
+            None,
+        );
+        (phase == "Succeeded").then_some(())
+    });
+
     // The echo container still runs after its attach sessions went away.
     let phase = ok(
         &server,
@@ -261,6 +336,24 @@ fn attach_and_run_interactive() {
         None,
     );
     assert_eq!(phase, "Running");
+
+    // Restart safety: a killed and restarted skiff attaches to the same container, whose
+    // output kept reaching its log meanwhile.
+    server.restart();
+    wait_until(
+        "the restarted kubelet serving",
+        Duration::from_secs(60),
+        || {
+            let out = common::run(&server, &kubectl, &["logs", "echo"], None);
+            out.status.success().then_some(())
+        },
+    );
+    attach_stdin_echoes(&server, &kubectl, "after-restart");
+    let logs = ok(&server, &kubectl, &["logs", "echo"], None);
+    assert!(
+        logs.contains("hello-from-1.35") && logs.contains("hello-from-after-restart"),
+        "the log holds what the container echoed before and after: {logs}"
+    );
 
     // kubectl run -i --rm: stdin reaches the pod's read, the answer comes back, the pod goes.
     let run = Running::spawn(
@@ -284,8 +377,12 @@ fn attach_and_run_interactive() {
     let mut run = run;
     run.write("skiff\n");
     let (status, text) = run.finish(Duration::from_secs(60));
+    eprintln!("kubectl run -i --rm:\n{text}");
     assert!(text.contains("got skiff"), "kubectl run -i output: {text}");
-    assert!(status.success(), "kubectl run -i --rm exit: {status}: {text}");
+    assert!(
+        status.success(),
+        "kubectl run -i --rm exit: {status}: {text}"
+    );
     wait_until("the run pod deleted", Duration::from_secs(30), || {
         let out = common::run(&server, &kubectl, &["get", "pod", "asker"], None);
         (!out.status.success()).then_some(())

@@ -350,7 +350,10 @@ mod tests {
         .unwrap();
         let text = std::fs::read(&log).unwrap();
         let entry = cri::decode(text.strip_suffix(b"\n").unwrap()).unwrap();
-        assert_eq!((entry.stream, entry.content), (Stream::Stdout, &b"hello"[..]));
+        assert_eq!(
+            (entry.stream, entry.content),
+            (Stream::Stdout, &b"hello"[..])
+        );
     }
 
     #[test]

@@ -407,7 +407,10 @@ fn fifo_stdio(
         std::fs::write(&marker, b"").map_err(io_error(&marker))?;
     }
     let mut command = tokio::process::Command::new(log_driver);
-    command.arg(crate::kubelet::logs::driver::ARG).arg(log).arg(&stdout);
+    command
+        .arg(crate::kubelet::logs::driver::ARG)
+        .arg(log)
+        .arg(&stdout);
     if !terminal {
         make_fifo(&stderr)?;
         command.arg(&stderr);

@@ -107,9 +107,7 @@ impl LogTail {
 /// Writes `bytes` to an output if the session has it; `false` once the client is gone.
 async fn deliver(output: &mut Option<Output>, bytes: &[u8]) -> bool {
     match output {
-        Some(w) if !bytes.is_empty() => {
-            w.write_all(bytes).await.is_ok() && w.flush().await.is_ok()
-        }
+        Some(w) if !bytes.is_empty() => w.write_all(bytes).await.is_ok() && w.flush().await.is_ok(),
         _ => true,
     }
 }
@@ -326,7 +324,10 @@ mod tests {
         assert_eq!(tail.poll().await.unwrap(), b"");
         let append = |bytes: &[u8]| {
             use std::io::Write;
-            let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
             f.write_all(bytes).unwrap();
         };
         append(b"new\npart");
