@@ -1,8 +1,10 @@
 //! Root test, `kubectl attach` and `kubectl run -i` through `skiff server` and its kubelet, with
 //! kubectl 1.35 (WebSocket) and 1.29 (SPDY): attaching to a pod printing a counter shows its
 //! new lines only; `attach -i` to a `stdin: true` pod running `cat` echoes what is piped in; a
-//! TTY pod's shell answers over `attach -it` under `script`; `kubectl run -i --rm` feeds a
-//! `read`, prints what the pod answers and deletes the pod.
+//! TTY pod's shell answers over `attach -it` under `script`; a TTY pod without stdin runs on a
+//! pty; `attach -i` to a container without stdin says so; `stdinOnce` closes the container's
+//! stdin after the first session; attach still works after skiff is killed and restarted;
+//! `kubectl run -i --rm` feeds a `read`, prints what the pod answers and deletes the pod.
 
 mod common;
 #[path = "common/images.rs"]
@@ -29,6 +31,18 @@ spec:
     image: docker.io/library/skiff-attach-busybox:1.0
     imagePullPolicy: IfNotPresent
     command: ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: ttyout, namespace: default}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: main
+    image: docker.io/library/skiff-attach-busybox:1.0
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "while true; do echo on-$(tty); sleep 0.2; done"]
+    tty: true
 ---
 apiVersion: v1
 kind: Pod
@@ -286,6 +300,7 @@ fn attach_and_run_interactive() {
             "pod/echo",
             "pod/term",
             "pod/once",
+            "pod/ttyout",
             "--timeout=60s",
         ],
         None,
@@ -296,6 +311,13 @@ fn attach_and_run_interactive() {
         attach_stdin_echoes(&server, program, version);
         attach_tty_shell_answers(&server, program, version);
     }
+
+    // A TTY container without stdin runs on a terminal and its output attaches too.
+    let attach = Running::spawn(&server, &kubectl, &["attach", "ttyout"]);
+    attach.wait_for("terminal output", Duration::from_secs(15), |t| {
+        t.contains("on-/dev/pts/")
+    });
+    drop(attach);
 
     // A container without stdin: true refuses stdin instead of swallowing it.
     let refused = Running::spawn(&server, &kubectl, &["attach", "-i", "counter"]);

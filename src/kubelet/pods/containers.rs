@@ -518,6 +518,38 @@ mod tests {
     }
 
     #[test]
+    fn only_stdin_containers_get_fifo_stdio() {
+        let container =
+            |stdin: Option<bool>, once: Option<bool>| k8s_openapi::api::core::v1::Container {
+                name: "c".into(),
+                stdin,
+                stdin_once: once,
+                ..Default::default()
+            };
+        let dir = PathBuf::from("/p/u/stdio/c/2");
+        let cases = [
+            (None, None, None),
+            (Some(false), Some(true), None),
+            (
+                Some(true),
+                None,
+                Some(StdinSpec {
+                    dir: dir.clone(),
+                    once: false,
+                }),
+            ),
+            (Some(true), Some(true), Some(StdinSpec { dir, once: true })),
+        ];
+        for (stdin, once, want) in cases {
+            assert_eq!(
+                stdin_spec(&container(stdin, once), Path::new("/p"), "u", 2),
+                want,
+                "stdin {stdin:?} stdinOnce {once:?}"
+            );
+        }
+    }
+
+    #[test]
     fn exit_reasons_and_paths() {
         let cases = [
             (0, false, "Completed"),
