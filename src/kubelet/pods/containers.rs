@@ -8,7 +8,9 @@
 //! holds a writer itself, so the container sees no EOF while nobody is attached; attach writes
 //! into it), `stdout` and `stderr` read by a log driver skiff starts detached (so it too
 //! outlives skiff), and an `once` marker for `stdinOnce`. A TTY container (`tty: true`) gets
-//! a terminal in either case.
+//! a terminal in either case. After a skiff restart the FIFOs are found again by path, so
+//! attach keeps working; if that driver process itself is killed, the shim's output copy
+//! blocks once the FIFO's buffer is full (as a stopped CRI logger would block the container).
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::OpenOptionsExt;
@@ -432,14 +434,24 @@ fn fifo_stdio(
 }
 
 /// Lets a log driver whose task was never created see EOF and exit: a writer that comes and
-/// goes completes its blocked opens.
+/// goes completes its blocked open. The driver opens stdout, then stderr, so each FIFO is
+/// retried briefly until the driver waits on it (off the async runtime).
 fn release_driver(spec: &StdinSpec) {
-    for name in [STDOUT_FIFO, STDERR_FIFO] {
-        let _ = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(nix::libc::O_NONBLOCK)
-            .open(spec.dir.join(name));
-    }
+    let fifos = [STDOUT_FIFO, STDERR_FIFO].map(|name| spec.dir.join(name));
+    std::thread::spawn(move || {
+        for fifo in fifos.iter().filter(|f| f.exists()) {
+            for _ in 0..40 {
+                let opened = std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(nix::libc::O_NONBLOCK)
+                    .open(fifo);
+                if opened.is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    });
 }
 
 /// SIGTERM, then SIGKILL after `grace`; returns once the task stopped (or had none).
