@@ -5,6 +5,12 @@
 //! rotating it by size. Being the shim's child, it outlives skiff itself: containers keep
 //! logging while skiff restarts. Runs with plain threads and no async runtime (it is one small
 //! process per container); never touches anything but its log files.
+//!
+//! Containers with `stdin: true` need the shim's `fifo` stdio (the `binary` scheme copies no
+//! stdin), so for them skiff itself starts the driver as
+//! `skiff _SKIFF_LOG_DRIVER <log path> <stdout fifo> [<stderr fifo>]`, detached in its own
+//! process group: it reads the FIFOs the shim writes and, so that attached terminals see
+//! prompts, logs a line fragment as a partial (`P`) entry as soon as it arrives.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -22,7 +28,7 @@ pub const MAX_FILES: usize = 5;
 /// Errors of the log driver.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
-    #[error("usage: skiff {ARG} <log path>")]
+    #[error("usage: skiff {ARG} <log path> [<stdout fifo> [<stderr fifo>]]")]
     Usage,
     #[error("opening {what} {path}: {source}")]
     Open {
@@ -150,11 +156,13 @@ impl RotatingLog {
 
 /// Copies one stream into the log until EOF, as CRI lines: one per output line, long lines
 /// split into partial chunks of at most [`MAX_CHUNK`] bytes. Like containerd's CRI logger, a
-/// line shorter than a chunk waits for its newline (or EOF, which completes it).
+/// line shorter than a chunk waits for its newline (or EOF, which completes it), unless
+/// `eager`: then each read's trailing fragment is logged at once as a partial entry.
 pub fn pump(
     mut input: impl Read,
     stream: Stream,
     log: &Mutex<RotatingLog>,
+    eager: bool,
 ) -> Result<(), DriverError> {
     let mut pending: Vec<u8> = Vec::with_capacity(MAX_CHUNK);
     let mut buf = vec![0u8; 8192];
@@ -172,6 +180,10 @@ pub fn pump(
         encoded.clear();
         let consumed = encode_complete(&pending, &now, stream, &mut encoded);
         pending.drain(..consumed);
+        if eager && !pending.is_empty() {
+            cri::encode(&mut encoded, &now, stream, true, &pending);
+            pending.clear();
+        }
         if !encoded.is_empty() {
             log.lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -230,28 +242,49 @@ fn open_fd(fd: u8, write: bool) -> Result<File, DriverError> {
 
 /// The driver's main: `args` are the arguments after the program name.
 pub fn run(args: &[String]) -> Result<(), DriverError> {
-    let [arg, path] = args else {
-        return Err(DriverError::Usage);
+    let (path, fifos) = match args {
+        [arg, path, fifos @ ..] if arg == ARG && fifos.len() <= 2 => (path, fifos),
+        _ => return Err(DriverError::Usage),
     };
-    if arg != ARG {
-        return Err(DriverError::Usage);
-    }
     let log = Arc::new(Mutex::new(RotatingLog::open(
         Path::new(path),
         MAX_SIZE,
         MAX_FILES,
     )?));
-    let stdout = open_fd(3, false)?;
-    let stderr = open_fd(4, false)?;
-    // The shim waits for one byte (or EOF) on this pipe before starting the container.
-    if let Ok(mut ready) = open_fd(5, true) {
-        let _ = ready.write_all(b"r");
-    }
+    let (stdout, stderr, eager) = match fifos {
+        [] => {
+            let stdout = open_fd(3, false)?;
+            let stderr = open_fd(4, false)?;
+            // The shim waits for one byte (or EOF) on this pipe before starting the container.
+            if let Ok(mut ready) = open_fd(5, true) {
+                let _ = ready.write_all(b"r");
+            }
+            (stdout, Some(stderr), false)
+        }
+        // Blocking opens: each returns once the shim opened its write end.
+        [out, rest @ ..] => {
+            let stdout = open_fifo(out)?;
+            let stderr = rest.first().map(|p| open_fifo(p)).transpose()?;
+            (stdout, stderr, true)
+        }
+    };
     let err_log = Arc::clone(&log);
-    let errors = std::thread::spawn(move || pump(stderr, Stream::Stderr, &err_log));
-    let out = pump(stdout, Stream::Stdout, &log);
-    let err = errors.join().unwrap_or(Ok(()));
+    let errors = stderr
+        .map(|stderr| std::thread::spawn(move || pump(stderr, Stream::Stderr, &err_log, eager)));
+    let out = pump(stdout, Stream::Stdout, &log, eager);
+    let err = errors.map_or(Ok(()), |t| t.join().unwrap_or(Ok(())));
     out.and(err)
+}
+
+fn open_fifo(path: &str) -> Result<File, DriverError> {
+    OpenOptions::new()
+        .read(true)
+        .open(path)
+        .map_err(|source| DriverError::Open {
+            what: "output fifo",
+            path: path.to_owned(),
+            source,
+        })
 }
 
 #[cfg(test)]
@@ -259,10 +292,14 @@ mod tests {
     use super::*;
 
     fn pumped(input: &[u8]) -> Vec<(bool, Vec<u8>)> {
+        pumped_with(input, false)
+    }
+
+    fn pumped_with(input: &[u8], eager: bool) -> Vec<(bool, Vec<u8>)> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
         let log = Mutex::new(RotatingLog::open(&path, MAX_SIZE, MAX_FILES).unwrap());
-        pump(input, Stream::Stdout, &log).unwrap();
+        pump(input, Stream::Stdout, &log, eager).unwrap();
         let text = std::fs::read(&path).unwrap();
         text.split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())
@@ -283,6 +320,39 @@ mod tests {
                 (false, b"two".to_vec()),
                 (false, b"end".to_vec()),
             ]
+        );
+    }
+
+    #[test]
+    fn eager_pumping_logs_a_prompt_without_waiting_for_its_newline() {
+        assert_eq!(
+            pumped_with(b"/ # ", true),
+            vec![(true, b"/ # ".to_vec())],
+            "a fragment is a partial entry at once"
+        );
+        assert_eq!(
+            pumped_with(b"one\ntwo", true),
+            vec![(false, b"one".to_vec()), (true, b"two".to_vec())]
+        );
+    }
+
+    #[test]
+    fn fifo_mode_logs_what_the_fifos_carry() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("0.log");
+        let out = dir.path().join("stdout");
+        std::fs::write(&out, b"hello\n").unwrap();
+        run(&[
+            ARG.into(),
+            log.display().to_string(),
+            out.display().to_string(),
+        ])
+        .unwrap();
+        let text = std::fs::read(&log).unwrap();
+        let entry = cri::decode(text.strip_suffix(b"\n").unwrap()).unwrap();
+        assert_eq!(
+            (entry.stream, entry.content),
+            (Stream::Stdout, &b"hello"[..])
         );
     }
 
@@ -329,5 +399,7 @@ mod tests {
             run(&["other".into(), "/x".into()]),
             Err(DriverError::Usage)
         ));
+        let too_many: Vec<String> = [ARG, "/l", "/o", "/e", "/x"].map(String::from).to_vec();
+        assert!(matches!(run(&too_many), Err(DriverError::Usage)));
     }
 }

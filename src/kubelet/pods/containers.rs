@@ -1,8 +1,19 @@
 //! A pod's containerd containers: deterministic ids and labels (the node's shared convention),
 //! observing their runs, creating and starting one (snapshot under a lease, log driver stdio),
 //! stopping and removing them. Knows nothing about restart policy or status.
+//!
+//! Stdio: a container's output goes to the log driver through the shim's `binary://` scheme,
+//! which survives skiff restarts but gives the container no stdin. A container with
+//! `stdin: true` instead gets the shim's `fifo` stdio in its [`stdio_dir`]: `stdin` (the shim
+//! holds a writer itself, so the container sees no EOF while nobody is attached; attach writes
+//! into it), `stdout` and `stderr` read by a log driver skiff starts detached (so it too
+//! outlives skiff), and an `once` marker for `stdinOnce`. A TTY container (`tty: true`) gets
+//! a terminal in either case. After a skiff restart the FIFOs are found again by path, so
+//! attach keeps working; if that driver process itself is killed, the shim's output copy
+//! blocks once the FIFO's buffer is full (as a stopped CRI logger would block the container).
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -49,6 +60,42 @@ pub fn log_path(pods_dir: &Path, pod_uid: &str, name: &str, restart_count: u32) 
         .join("logs")
         .join(name)
         .join(format!("{restart_count}.log"))
+}
+
+/// `<pods-dir>/<uid>/stdio/<container>/<restartCount>`: the stdio FIFOs of a container run
+/// with `stdin: true` (see the module docs).
+pub fn stdio_dir(pods_dir: &Path, pod_uid: &str, name: &str, restart_count: u32) -> PathBuf {
+    pods_dir
+        .join(pod_uid)
+        .join("stdio")
+        .join(name)
+        .join(restart_count.to_string())
+}
+
+/// The FIFO names in a [`stdio_dir`] and the `stdinOnce` marker.
+pub const STDIN_FIFO: &str = "stdin";
+pub const STDOUT_FIFO: &str = "stdout";
+pub const STDERR_FIFO: &str = "stderr";
+pub const STDIN_ONCE_MARKER: &str = "once";
+
+/// Where a run with `stdin: true` keeps its stdio, and whether the first attach closes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StdinSpec {
+    pub dir: PathBuf,
+    pub once: bool,
+}
+
+/// The stdin of run `restart_count` of `container`: `None` unless it asks for `stdin: true`.
+pub fn stdin_spec(
+    container: &k8s_openapi::api::core::v1::Container,
+    pods_dir: &Path,
+    pod_uid: &str,
+    restart_count: u32,
+) -> Option<StdinSpec> {
+    (container.stdin == Some(true)).then(|| StdinSpec {
+        dir: stdio_dir(pods_dir, pod_uid, &container.name, restart_count),
+        once: container.stdin_once == Some(true),
+    })
 }
 
 /// The host file bind-mounted at the container's `terminationMessagePath`.
@@ -226,6 +273,8 @@ pub struct NewRun<'a> {
     /// The binary the shim runs as log driver, and the log file it writes.
     pub log_driver: &'a Path,
     pub log: &'a Path,
+    /// FIFO stdio for a container with `stdin: true` ([`stdin_spec`]).
+    pub stdin: Option<StdinSpec>,
 }
 
 /// Creates the container record (snapshot prepared under a lease) and starts its task with
@@ -239,6 +288,7 @@ pub async fn create_and_start(client: &RuntimeClient, run: NewRun<'_>) -> Result
         spec,
         log_driver,
         log,
+        stdin,
     } = run;
     if client
         .get_container(id)
@@ -290,25 +340,118 @@ pub async fn create_and_start(client: &RuntimeClient, run: NewRun<'_>) -> Result
             source,
         })?;
     }
-    let uri = crate::kubelet::logs::driver::stdio_uri(log_driver, log);
-    let io = TaskIo {
-        stdin: String::new(),
-        stdout: uri.clone(),
-        stderr: uri,
-        terminal: false,
-    };
-    match client.get_task(id).await.map_err(Error::runtime)? {
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    let existing = client.get_task(id).await.map_err(Error::runtime)?;
+    match existing {
         Some(t) if t.status == TaskStatus::Running => return Ok(t.pid),
         Some(t) if t.status == TaskStatus::Created => {}
-        Some(_) => {
-            client.delete_task(id).await.map_err(Error::runtime)?;
-            client.create_task(id, &io).await.map_err(Error::runtime)?;
-        }
-        None => {
-            client.create_task(id, &io).await.map_err(Error::runtime)?;
+        other => {
+            if other.is_some() {
+                client.delete_task(id).await.map_err(Error::runtime)?;
+            }
+            let io = match &stdin {
+                None => {
+                    let uri = crate::kubelet::logs::driver::stdio_uri(log_driver, log);
+                    TaskIo {
+                        stdin: String::new(),
+                        stdout: uri.clone(),
+                        stderr: uri,
+                        terminal,
+                    }
+                }
+                Some(spec) => fifo_stdio(spec, terminal, log_driver, log)?,
+            };
+            if let Err(e) = client.create_task(id, &io).await {
+                if let Some(spec) = &stdin {
+                    release_driver(spec);
+                }
+                return Err(Error::runtime(e));
+            }
         }
     }
     client.start_task(id).await.map_err(Error::runtime)
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn make_fifo(path: &Path) -> Result<(), Error> {
+    match nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)) {
+        Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(()),
+        Err(errno) => Err(io_error(path)(std::io::Error::from(errno))),
+    }
+}
+
+/// Makes the FIFOs of `spec` and starts the detached log driver reading them; returns the
+/// task stdio naming them.
+fn fifo_stdio(
+    spec: &StdinSpec,
+    terminal: bool,
+    log_driver: &Path,
+    log: &Path,
+) -> Result<TaskIo, Error> {
+    std::fs::create_dir_all(&spec.dir).map_err(io_error(&spec.dir))?;
+    let stdin = spec.dir.join(STDIN_FIFO);
+    let stdout = spec.dir.join(STDOUT_FIFO);
+    let stderr = spec.dir.join(STDERR_FIFO);
+    make_fifo(&stdin)?;
+    make_fifo(&stdout)?;
+    let marker = spec.dir.join(STDIN_ONCE_MARKER);
+    if spec.once {
+        std::fs::write(&marker, b"").map_err(io_error(&marker))?;
+    }
+    let mut command = tokio::process::Command::new(log_driver);
+    command
+        .arg(crate::kubelet::logs::driver::ARG)
+        .arg(log)
+        .arg(&stdout);
+    if !terminal {
+        make_fifo(&stderr)?;
+        command.arg(&stderr);
+    }
+    // Its own process group: signals to skiff's group do not reach it. Dropping the child
+    // handle leaves it running; the runtime reaps it when it exits.
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0);
+    command.spawn().map_err(io_error(log_driver))?;
+    Ok(TaskIo::fifos(
+        Some(&stdin),
+        &stdout,
+        (!terminal).then_some(stderr.as_path()),
+        terminal,
+    ))
+}
+
+/// Lets a log driver whose task was never created see EOF and exit: a writer that comes and
+/// goes completes its blocked open. The driver opens stdout, then stderr, so each FIFO is
+/// retried briefly until the driver waits on it (off the async runtime).
+fn release_driver(spec: &StdinSpec) {
+    let fifos = [STDOUT_FIFO, STDERR_FIFO].map(|name| spec.dir.join(name));
+    std::thread::spawn(move || {
+        for fifo in fifos.iter().filter(|f| f.exists()) {
+            for _ in 0..40 {
+                let opened = std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(nix::libc::O_NONBLOCK)
+                    .open(fifo);
+                if opened.is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    });
 }
 
 /// SIGTERM, then SIGKILL after `grace`; returns once the task stopped (or had none).
@@ -384,6 +527,38 @@ mod tests {
         assert_eq!(l[LABEL_CONTAINER_NAME], "app");
         assert_eq!(l[LABEL_RESTART_COUNT], "3");
         assert_eq!(l[LABEL_MANAGED], "true");
+    }
+
+    #[test]
+    fn only_stdin_containers_get_fifo_stdio() {
+        let container =
+            |stdin: Option<bool>, once: Option<bool>| k8s_openapi::api::core::v1::Container {
+                name: "c".into(),
+                stdin,
+                stdin_once: once,
+                ..Default::default()
+            };
+        let dir = PathBuf::from("/p/u/stdio/c/2");
+        let cases = [
+            (None, None, None),
+            (Some(false), Some(true), None),
+            (
+                Some(true),
+                None,
+                Some(StdinSpec {
+                    dir: dir.clone(),
+                    once: false,
+                }),
+            ),
+            (Some(true), Some(true), Some(StdinSpec { dir, once: true })),
+        ];
+        for (stdin, once, want) in cases {
+            assert_eq!(
+                stdin_spec(&container(stdin, once), Path::new("/p"), "u", 2),
+                want,
+                "stdin {stdin:?} stdinOnce {once:?}"
+            );
+        }
     }
 
     #[test]

@@ -575,6 +575,12 @@ impl Worker {
                 spec: &spec,
                 log_driver: &self.shared.log_driver,
                 log: &log,
+                stdin: containers::stdin_spec(
+                    &container,
+                    &self.pods_dir(),
+                    &self.uid,
+                    restart_count,
+                ),
             },
         )
         .await;

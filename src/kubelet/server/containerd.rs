@@ -1,8 +1,11 @@
 //! The real node's `StreamingBackend`: finds a pod's current container in containerd by skiff's
 //! labels, serves its CRI log files (`<data-dir>/agent/pods/<uid>/logs/<container>/<n>.log`,
 //! follow included), runs exec processes through containerd's Tasks.Exec with FIFOs, and opens
-//! port-forward connections from inside the pod's network namespace. Never creates, starts or
-//! stops a container: that belongs to the pod lifecycle.
+//! port-forward connections from inside the pod's network namespace; `attach` follows a
+//! container's log and feeds its stdin FIFO. Never creates, starts or stops a container: that
+//! belongs to the pod lifecycle.
+
+mod attach;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -562,13 +565,8 @@ impl StreamingBackend for ContainerdBackend {
         self.clone().run_exec(session, command).boxed()
     }
 
-    fn attach(&self, _session: Session) -> BoxFuture<'static, Result<ExecOutcome, BackendError>> {
-        async {
-            Err(BackendError::Unsupported {
-                operation: "attach to a containerd container",
-            })
-        }
-        .boxed()
+    fn attach(&self, session: Session) -> BoxFuture<'static, Result<ExecOutcome, BackendError>> {
+        self.clone().run_attach(session).boxed()
     }
 
     fn port_forward(
