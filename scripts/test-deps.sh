@@ -42,7 +42,8 @@ apt_install curl:curl unzip:unzip npm:npm openssl:openssl g++:g++ make:make
 # containerd + runc with the standard CNI plugins, build their images from busybox-static and
 # push them to a loopback docker-registry.
 apt_install protoc:protobuf-compiler containerd:containerd runc:runc busybox:busybox-static \
-  nft:nftables ip:iproute2 nsenter:util-linux docker-registry:docker-registry iptables:iptables
+  nft:nftables ip:iproute2 nsenter:util-linux docker-registry:docker-registry iptables:iptables \
+  pgrep:procps script:bsdutils
 [ -x /usr/lib/cni/bridge ] || [ -x /opt/cni/bin/bridge ] || apt_install_pkg containernetworking-plugins
 
 # The preinstalled kubectl versions (1.27-1.33) come with the Google Cloud SDK on the dev machines;
