@@ -626,13 +626,14 @@ fn exec_tty(
     command: &str,
     resize_after: Option<&str>,
 ) -> String {
-    // The resize waits until the command in the container sleeps (its `sleep <token>` shows in
-    // the host's process table), so it comes after the first size was printed however slowly
-    // the exec starts.
+    // The resize waits until the command in the container sleeps (a process whose whole command
+    // line is `sleep <token>` shows in the host's process table; kubectl's and the shells' own
+    // command lines merely contain it), so it comes after the first size was printed however
+    // slowly the exec starts.
     let resize = resize_after
         .map(|token| {
             format!(
-                "(while ! pgrep -f 'sleep {token}' >/dev/null; do sleep 0.05; done; \
+                "(while ! pgrep -f '^sleep {token}$' >/dev/null; do sleep 0.05; done; \
                  stty -F /dev/tty rows 50 cols 100) & "
             )
         })
