@@ -179,6 +179,20 @@ pub(super) fn grace_period(pod: &Pod) -> Duration {
     Duration::from_secs(u64::try_from(secs).unwrap_or(0))
 }
 
+/// The grace period of a container killed while its pod lives on: the failed liveness or
+/// startup probe's own `terminationGracePeriodSeconds` when it has one, else the pod's.
+pub(super) fn kill_grace(pod: &Pod, name: &str, cause: actions::KillCause) -> Duration {
+    let probe = find_container(pod, name).and_then(|c| match cause {
+        actions::KillCause::Liveness => c.liveness_probe.as_ref(),
+        actions::KillCause::Startup => c.startup_probe.as_ref(),
+        actions::KillCause::Other => None,
+    });
+    match probe.and_then(|p| p.termination_grace_period_seconds) {
+        Some(secs) => Duration::from_secs(u64::try_from(secs).unwrap_or(0)),
+        None => grace_period(pod),
+    }
+}
+
 pub(super) fn write_file(path: &Path, contents: &str) -> Result<(), Error> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
@@ -326,9 +340,15 @@ impl Worker {
                 }
                 Action::Kill { id, name } => {
                     changed = true;
-                    let message = actions::kill_message(&self.pod, &name, self.kill_cause(&name));
+                    let cause = self.kill_cause(&name);
+                    let message = actions::kill_message(&self.pod, &name, cause);
                     self.event_normal(Some(&name), "Killing", message);
-                    containers::stop(&self.shared.runtime, &id, grace_period(&self.pod)).await?;
+                    // As on deletion: preStop within the grace period, SIGTERM gets the rest.
+                    let grace = kill_grace(&self.pod, &name, cause);
+                    let begun = std::time::Instant::now();
+                    self.pre_stop(&name, &id, grace).await;
+                    let left = grace.saturating_sub(begun.elapsed());
+                    containers::stop(&self.shared.runtime, &id, left).await?;
                 }
                 Action::BackOff { name, delay, until } => {
                     let message = format!(
@@ -914,6 +934,30 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_probe_kill_uses_the_probes_own_grace_period() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "spec": {"terminationGracePeriodSeconds": 30, "containers": [{
+                "name": "app",
+                "livenessProbe": {"exec": {"command": ["true"]}, "terminationGracePeriodSeconds": 3},
+                "startupProbe": {"exec": {"command": ["true"]}},
+            }]}
+        }))
+        .unwrap();
+        let cases = [
+            (actions::KillCause::Liveness, 3),
+            (actions::KillCause::Startup, 30),
+            (actions::KillCause::Other, 30),
+        ];
+        for (cause, secs) in cases {
+            assert_eq!(
+                kill_grace(&pod, "app", cause),
+                Duration::from_secs(secs),
+                "{cause:?}"
+            );
+        }
+    }
 
     #[test]
     fn grace_period_prefers_the_deletion_grace() {
