@@ -33,6 +33,8 @@ pub const CONFIG_MIRROR: &str = "kubernetes.io/config.mirror";
 pub const SOURCE_FILE: &str = "file";
 /// How often the directory is re-read without an inotify event (upstream `fileCheckFrequency`).
 pub const RESYNC: Duration = Duration::from_secs(20);
+/// How long a mirror pod deleted through the API stays away before it is recreated.
+const RECREATE_DELAY: Duration = Duration::from_secs(1);
 /// Events closer together than this are one change (an editor writes a file in several steps).
 const SETTLE: Duration = Duration::from_millis(200);
 
@@ -295,6 +297,11 @@ pub async fn sync_mirror(
         }
         info!(pod = %full_name(static_pod), "replacing the mirror pod");
         delete_mirror(client, m).await?;
+        if m.metadata.deletion_timestamp.is_some() {
+            // Someone deleted it through the API and may wait to see it gone (`kubectl delete`
+            // lists, then watches for the deletion): let them see that before it is back.
+            tokio::time::sleep(RECREATE_DELAY).await;
+        }
     }
     let nodes: Api<Node> = Api::all(client.clone());
     let node = nodes
@@ -326,8 +333,11 @@ pub async fn sync_mirror(
             debug!(pod = %full_name(static_pod), "mirror pod created");
             Ok(Some(created))
         }
-        // An older mirror still there (its deletion is not visible yet): the watch shows it.
-        Err(e) if is_code(&e, 409) => Ok(None),
+        // Another mirror of that name is there: the next pass replaces it if it is stale.
+        Err(e) if is_code(&e, 409) => api
+            .get_opt(static_pod.metadata.name.as_deref().unwrap_or_default())
+            .await
+            .map_err(|e| api_error(static_pod, e)),
         Err(e) => Err(api_error(static_pod, e)),
     }
 }
@@ -573,7 +583,10 @@ mod tests {
         assert!(t.iter().any(|t| t.operator.as_deref() == Some("Exists")
             && t.effect.as_deref() == Some("NoExecute")
             && t.key.is_none()));
-        assert_eq!(pod.status.clone().unwrap().phase.as_deref(), Some("Pending"));
+        assert_eq!(
+            pod.status.clone().unwrap().phase.as_deref(),
+            Some("Pending")
+        );
         assert!(is_static(&pod));
         assert!(!is_mirror(&pod));
     }
