@@ -237,7 +237,7 @@ fn a_static_pod_runs_from_its_manifest_with_a_mirror_pod_in_the_api() {
     ok(
         &server,
         &kubectl,
-        &["delete", "pod", &name, "--wait=true"],
+        &["delete", "pod", &name, "--wait=true", "--timeout=30s"],
         None,
     );
     let again = wait_for(
