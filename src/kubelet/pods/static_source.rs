@@ -252,7 +252,10 @@ mod tests {
     fn a_new_static_pod_starts_and_hears_of_its_mirror() {
         let mut s = StaticPods::default();
         let a = static_pod("web-n", "a");
-        assert_eq!(show(&s.set(&set(&[a.clone()]))), ["start:a", "mirror:a:-"]);
+        assert_eq!(
+            show(&s.set(&set(std::slice::from_ref(&a)))),
+            ["start:a", "mirror:a:-"]
+        );
         assert!(s.owns("a"));
         let m = mirror("web-n", "m1", "a");
         assert_eq!(show(&s.api_pod(&m).unwrap()), ["mirror:a:m1"]);
