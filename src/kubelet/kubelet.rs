@@ -1,6 +1,7 @@
 //! The real kubelet's composition: containerd (skiff's own or an existing one), the image
 //! archives imported at start, the Node with its Lease and status, the pod network once the pod
-//! CIDR is known, the pod lifecycle and the stats collector, started in that order. Stopping
+//! CIDR is known, the pod lifecycle (API and static pods) and the stats collector, started in
+//! that order. Stopping
 //! leaves containers running (a restarted skiff adopts them). Never exits the process.
 #![allow(clippy::module_inception)] // `kubelet::kubelet`: the component named as DESIGN.md names it.
 
@@ -437,7 +438,7 @@ async fn run_until_stopped(
     }
 }
 
-/// Starts the pod lifecycle for this node's pods.
+/// Starts the pod lifecycle for this node's pods: those the API binds here and the static pods.
 fn start_pods(
     client: &kube::Client,
     runtime: &RuntimeClient,
@@ -454,13 +455,27 @@ fn start_pods(
         resolv_conf: config.resolv_conf.clone(),
         registries: config.registries.clone(),
     };
-    Pods::start(
-        client.clone(),
-        runtime.clone(),
-        cni.clone(),
-        pods_config,
-        shutdown,
-    )
+    // Static pods from `<agent>/pod-manifests`; without the directory, API pods only.
+    match crate::kubelet::static_pods::start(agent_dir, &config.node_name, shutdown.clone()) {
+        Ok(static_pods) => Pods::start_with_static_pods(
+            client.clone(),
+            runtime.clone(),
+            cni.clone(),
+            pods_config,
+            static_pods,
+            shutdown,
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "static pods are not read");
+            Pods::start(
+                client.clone(),
+                runtime.clone(),
+                cni.clone(),
+                pods_config,
+                shutdown,
+            )
+        }
+    }
 }
 
 impl Kubelet {

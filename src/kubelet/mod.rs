@@ -9,7 +9,8 @@
 //! (local-path volume directories), `logs` (CRI log format and
 //! the log driver containerd's shim runs), `stats` (cgroup statistics, the kubelet's
 //! `/stats/summary`), `volumes` (emptyDir, hostPath, configMap, secret, downwardAPI, projected,
-//! local PVs, subPath; upstream's atomic writer). Reaches the cluster only through a `kube::Client`;
+//! local PVs, subPath; upstream's atomic writer), `static_pods` (pods from manifest files in
+//! `<data-dir>/agent/pod-manifests` and their mirror pods). Reaches the cluster only through a `kube::Client`;
 //! never touches the store, the API server's internals or controllers.
 
 pub mod eviction;
@@ -26,6 +27,7 @@ pub mod probes;
 pub mod registry;
 pub mod runtime;
 pub mod server;
+pub mod static_pods;
 pub mod stats;
 pub mod volumes;
 

@@ -83,7 +83,7 @@ pub async fn validate(
     warnings: &mut Vec<String>,
 ) -> Result<(), ApiError> {
     limit_ranger::validate(attrs, obj).await?;
-    node_restriction::validate(attrs, obj)?;
+    node_restriction::validate(attrs, obj).await?;
     pod_security::validate(attrs, obj, warnings).await?;
     resource_quota::validate(attrs, obj).await?;
     Ok(())

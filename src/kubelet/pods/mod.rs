@@ -7,7 +7,8 @@
 //! Pieces: [`actions`] and [`status`] are pure (what to do next, what the status says);
 //! [`images`] resolves images in containerd's content store; [`containers`] creates, observes
 //! and removes containerd containers; [`worker`] is one pod's loop; [`sources`] feeds volumes
-//! and env from the API.
+//! and env from the API; [`static_source`] adds static pods (from manifest files) and routes
+//! their mirror pods.
 
 pub mod actions;
 pub mod containers;
@@ -18,6 +19,7 @@ pub mod images;
 pub mod pull;
 mod sandbox;
 pub mod sources;
+mod static_source;
 pub mod status;
 mod worker;
 
@@ -35,6 +37,7 @@ use tracing::{debug, info, warn};
 use crate::kubelet::network::cni::Cni;
 use crate::kubelet::network::netns::NamespaceDir;
 use crate::kubelet::runtime::{ClientError, RuntimeClient, TaskEvent};
+use crate::kubelet::static_pods::StaticPodSet;
 use crate::kubelet::stats::{PodCgroups, PodSource};
 
 /// Labels every containerd container skiff creates for a pod carries.
@@ -188,6 +191,8 @@ pub(crate) enum Msg {
     /// The eviction manager chose this pod: stop it and mark it `Failed`/`Evicted` with this
     /// message.
     Evict(String),
+    /// A static pod's mirror pod as the API has it now (`None`: there is none).
+    Mirror(Option<Arc<Pod>>),
 }
 
 impl Pods {
@@ -201,7 +206,29 @@ impl Pods {
         shutdown: watch::Receiver<bool>,
     ) -> Pods {
         let driver = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
-        Pods::start_with_log_driver(client, runtime, cni, config, driver, shutdown)
+        Pods::launch(client, runtime, cni, config, driver, None, shutdown)
+    }
+
+    /// As [`Pods::start`], also running the static pods `static_pods` holds (see
+    /// [`crate::kubelet::static_pods`]) and keeping their mirror pods in the API.
+    pub fn start_with_static_pods(
+        client: kube::Client,
+        runtime: RuntimeClient,
+        cni: Arc<Cni>,
+        config: PodsConfig,
+        static_pods: watch::Receiver<StaticPodSet>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Pods {
+        let driver = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+        Pods::launch(
+            client,
+            runtime,
+            cni,
+            config,
+            driver,
+            Some(static_pods),
+            shutdown,
+        )
     }
 
     /// As [`Pods::start`] with the skiff binary the shim runs as log driver (tests run the pod
@@ -212,6 +239,18 @@ impl Pods {
         cni: Arc<Cni>,
         config: PodsConfig,
         log_driver: PathBuf,
+        shutdown: watch::Receiver<bool>,
+    ) -> Pods {
+        Pods::launch(client, runtime, cni, config, log_driver, None, shutdown)
+    }
+
+    fn launch(
+        client: kube::Client,
+        runtime: RuntimeClient,
+        cni: Arc<Cni>,
+        config: PodsConfig,
+        log_driver: PathBuf,
+        static_pods: Option<watch::Receiver<StaticPodSet>>,
         shutdown: watch::Receiver<bool>,
     ) -> Pods {
         let memory = crate::kubelet::machine::Machine::read(&config.agent_dir)
@@ -262,7 +301,12 @@ impl Pods {
             cgroups: Mutex::new(BTreeMap::new()),
         });
         tokio::spawn(image_gc::run(shared.clone(), shutdown.clone()));
-        tokio::spawn(dispatch(shared.clone(), evictions_rx, shutdown));
+        tokio::spawn(dispatch(
+            shared.clone(),
+            static_pods,
+            evictions_rx,
+            shutdown,
+        ));
         Pods { shared }
     }
 
@@ -294,6 +338,7 @@ impl Pods {
 /// that are not bound here any more.
 async fn dispatch(
     shared: Arc<Shared>,
+    mut static_rx: Option<watch::Receiver<StaticPodSet>>,
     mut evictions: mpsc::UnboundedReceiver<(String, String)>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -333,6 +378,13 @@ async fn dispatch(
             workers.insert(uid.to_string(), tx);
         }
     };
+    // Static pods first: their workers start without the API, and adoption below keeps them.
+    let mut statics = static_source::StaticPods::default();
+    if let Some(rx) = static_rx.as_mut() {
+        let set = rx.borrow_and_update().clone();
+        let out = statics.set(&set);
+        carry_out(&shared, &mut workers, &send, out);
+    }
     loop {
         tokio::select! {
             _ = shutdown.changed() => {
@@ -344,20 +396,36 @@ async fn dispatch(
             Some(uid) = done_rx.recv() => {
                 if workers.get(&uid).is_some_and(|tx| tx.is_closed()) {
                     workers.remove(&uid);
+                    let out = statics.worker_done(&uid);
+                    carry_out(&shared, &mut workers, &send, out);
                 }
+            }
+            Some(set) = next_static_set(&mut static_rx) => {
+                let out = statics.set(&set);
+                carry_out(&shared, &mut workers, &send, out);
             }
             ev = pods.next() => {
                 let Some(ev) = ev else { break };
                 match ev {
-                    Ok(watcher::Event::Init) => listing = Some(HashSet::new()),
+                    Ok(watcher::Event::Init) => {
+                        listing = Some(HashSet::new());
+                        statics.relist_started();
+                    }
                     Ok(watcher::Event::InitApply(pod)) => {
+                        let pod = Arc::new(pod);
+                        if let Some(out) = statics.api_pod(&pod) {
+                            carry_out(&shared, &mut workers, &send, out);
+                            continue;
+                        }
                         let Some(uid) = pod.metadata.uid.clone() else { continue };
                         if let Some(l) = listing.as_mut() { l.insert(uid.clone()); }
-                        let pod = Arc::new(pod);
                         send(&mut workers, &uid, Some(pod.clone()), Msg::Update(pod));
                     }
                     Ok(watcher::Event::InitDone) => {
-                        let seen = listing.take().unwrap_or_default();
+                        let out = statics.relist_done();
+                        carry_out(&shared, &mut workers, &send, out);
+                        let mut seen = listing.take().unwrap_or_default();
+                        seen.extend(statics.uids().cloned());
                         for (uid, tx) in &workers {
                             if !seen.contains(uid) { let _ = tx.send(Msg::Gone); }
                         }
@@ -369,12 +437,22 @@ async fn dispatch(
                         }
                     }
                     Ok(watcher::Event::Apply(pod)) => {
-                        let Some(uid) = pod.metadata.uid.clone() else { continue };
                         let pod = Arc::new(pod);
+                        if let Some(out) = statics.api_pod(&pod) {
+                            carry_out(&shared, &mut workers, &send, out);
+                            continue;
+                        }
+                        let Some(uid) = pod.metadata.uid.clone() else { continue };
+                        if statics.owns(&uid) { continue; }
                         send(&mut workers, &uid, Some(pod.clone()), Msg::Update(pod));
                     }
                     Ok(watcher::Event::Delete(pod)) => {
+                        if let Some(out) = statics.api_pod_deleted(&pod) {
+                            carry_out(&shared, &mut workers, &send, out);
+                            continue;
+                        }
                         let Some(uid) = pod.metadata.uid.clone() else { continue };
+                        if statics.owns(&uid) { continue; }
                         send(&mut workers, &uid, None, Msg::Gone);
                     }
                     Err(e) => debug!(error = %e, "pod watch"),
@@ -419,4 +497,47 @@ async fn dispatch(
         }
     }
     info!("pod lifecycle stopping; containers keep running");
+}
+
+/// The next set of static pods; never resolves without a source or once it ended.
+async fn next_static_set(rx: &mut Option<watch::Receiver<StaticPodSet>>) -> Option<StaticPodSet> {
+    let Some(r) = rx.as_mut() else {
+        return std::future::pending().await;
+    };
+    if r.changed().await.is_err() {
+        *rx = None;
+        return std::future::pending().await;
+    }
+    Some(r.borrow_and_update().clone())
+}
+
+/// Carries out the static pod source's decisions.
+fn carry_out<F>(
+    shared: &Arc<Shared>,
+    workers: &mut BTreeMap<String, mpsc::UnboundedSender<Msg>>,
+    send: &F,
+    out: Vec<static_source::Out>,
+) where
+    F: Fn(&mut BTreeMap<String, mpsc::UnboundedSender<Msg>>, &str, Option<Arc<Pod>>, Msg),
+{
+    for o in out {
+        match o {
+            static_source::Out::Start(uid, pod) => {
+                info!(pod = %crate::kubelet::static_pods::full_name(&pod), uid = %uid, "starting static pod");
+                send(workers, &uid, Some(pod.clone()), Msg::Update(pod));
+            }
+            static_source::Out::Send(uid, msg) => send(workers, &uid, None, msg),
+            static_source::Out::DeleteMirror(mirror) => {
+                let client = shared.client.clone();
+                tokio::spawn(async move {
+                    match crate::kubelet::static_pods::delete_mirror(&client, &mirror).await {
+                        Ok(()) => {
+                            info!(pod = %crate::kubelet::static_pods::full_name(&mirror), "orphaned mirror pod deleted")
+                        }
+                        Err(e) => warn!(error = %e, "deleting an orphaned mirror pod"),
+                    }
+                });
+            }
+        }
+    }
 }

@@ -16,6 +16,7 @@ use tracing::{debug, warn};
 
 use crate::kubelet::oci::{self, ContainerMount, Propagation};
 use crate::kubelet::registry::policy;
+use crate::kubelet::static_pods;
 use crate::kubelet::stats::{ContainerCgroup, PodCgroups, PodReference};
 use crate::kubelet::volumes::{PodFacts, PodVolumes};
 
@@ -51,6 +52,8 @@ pub(super) struct Worker {
     pub(super) probed: HashSet<String>,
     /// Why the eviction manager evicted the pod (its status message), once it has.
     pub(super) evicted: Option<String>,
+    /// A static pod's mirror pod in the API, which gets its status.
+    pub(super) mirror: Option<Arc<Pod>>,
 }
 
 /// The grace period of a pod evicted for a crossed hard threshold (upstream's
@@ -80,6 +83,7 @@ pub(super) async fn run(
         last_refresh: None,
         probed: HashSet::new(),
         evicted: None,
+        mirror: None,
     };
     loop {
         // Apply every queued message before syncing.
@@ -89,6 +93,7 @@ pub(super) async fn run(
                 Ok(Msg::Gone) => w.gone = true,
                 Ok(Msg::Poke) => {}
                 Ok(Msg::Evict(m)) => w.evict(m),
+                Ok(Msg::Mirror(m)) => w.mirror = m,
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     let _ = done.send(uid);
@@ -110,6 +115,7 @@ pub(super) async fn run(
                 Some(Msg::Gone) => w.gone = true,
                 Some(Msg::Poke) => {}
                 Some(Msg::Evict(m)) => w.evict(m),
+                Some(Msg::Mirror(m)) => w.mirror = m,
                 None => break,
             },
             _ = tokio::time::sleep(next) => {}
@@ -250,6 +256,7 @@ impl Worker {
             self.delete_object().await;
             return Ok(None);
         }
+        self.sync_mirror().await;
         let terminal = matches!(
             self.pod.status.as_ref().and_then(|s| s.phase.as_deref()),
             Some("Succeeded" | "Failed")
@@ -778,7 +785,11 @@ impl Worker {
     }
 
     /// Deletes the pod object for good (grace 0, this UID only), as the status manager does.
+    /// A static pod has no object of its own (its orphaned mirror is deleted by the dispatcher).
     async fn delete_object(&self) {
+        if static_pods::is_static(&self.pod) {
+            return;
+        }
         let api: Api<Pod> = Api::namespaced(
             self.shared.client.clone(),
             self.pod.metadata.namespace.as_deref().unwrap_or("default"),
@@ -856,7 +867,22 @@ impl Worker {
         if let Some(message) = &self.evicted {
             status::mark_evicted(&mut new, message, Timestamp::now());
         }
-        if !status::changed(self.pod.status.as_ref(), &new) {
+        // A static pod's status goes to its mirror pod (upstream translates the UID); the
+        // static pod keeps it too, as the next status is computed from it.
+        let is_static = static_pods::is_static(&self.pod);
+        let (target_uid, reported) = if is_static {
+            Arc::make_mut(&mut self.pod).status = Some(new.clone());
+            match &self.mirror {
+                Some(m) => (
+                    m.metadata.uid.clone().unwrap_or_default(),
+                    m.status.as_ref(),
+                ),
+                None => return Ok(()),
+            }
+        } else {
+            (self.uid.clone(), self.pod.status.as_ref())
+        };
+        if !status::changed(reported, &new) {
             return Ok(());
         }
         let api: Api<Pod> = Api::namespaced(
@@ -865,17 +891,37 @@ impl Worker {
         );
         let name = self.pod.metadata.name.clone().unwrap_or_default();
         let patch = serde_json::json!({
-            "metadata": {"uid": self.uid},
+            "metadata": {"uid": target_uid},
             "status": new,
         });
         match api
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
+            Ok(p) if is_static => self.mirror = Some(Arc::new(p)),
             Ok(p) => self.pod = Arc::new(p),
             Err(e) => return Err(Error::api(e)),
         }
         Ok(())
+    }
+
+    /// A static pod's mirror: replaced when deleted through the API or out of date, created
+    /// when missing. Failures only delay it (the static pod runs without the API).
+    async fn sync_mirror(&mut self) {
+        if !static_pods::is_static(&self.pod) {
+            return;
+        }
+        match static_pods::sync_mirror(
+            &self.shared.client,
+            &self.shared.config.node_name,
+            &self.pod,
+            self.mirror.as_deref(),
+        )
+        .await
+        {
+            Ok(m) => self.mirror = m.map(Arc::new),
+            Err(e) => debug!(pod = %pod_name(&self.pod), error = %e, "mirror pod"),
+        }
     }
 
     fn remember_running(&self, observed: &Observed) {
