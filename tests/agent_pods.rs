@@ -342,41 +342,44 @@ async fn exercise(
     }
 
     // nothing left: containers, tasks, container snapshots, namespaces, mounts, pod dirs. The
-    // API object may go first (as upstream, where dead containers are collected after it); the
-    // node must still have removed everything within a few seconds.
+    // API object may go first (as upstream, where dead containers are collected after it, and
+    // the API server removes a terminal pod at once); the node must still have removed
+    // everything within a few seconds.
     let mut managed = BTreeMap::new();
     managed.insert(LABEL_MANAGED.to_string(), "true".to_string());
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let left = rt.list_containers(&managed).await.unwrap();
+        let mut left: Vec<String> = Vec::new();
+        for c in rt.list_containers(&managed).await.unwrap() {
+            left.push(format!("container {:?}", c.labels));
+        }
+        for t in rt.list_tasks().await.unwrap() {
+            left.push(format!("task {t:?}"));
+        }
+        for s in rt.list_snapshots().await.unwrap() {
+            if s.name.len() == 64 && !s.name.starts_with("sha256") {
+                left.push(format!("container snapshot {}", s.name));
+            }
+        }
+        for ns in NamespaceDir::new(agent.join("netns")).list().unwrap() {
+            left.push(format!("pod namespaces {ns:?}"));
+        }
+        for m in mounts_under(&agent.join("pods")) {
+            left.push(format!("mount {m}"));
+        }
+        for d in std::fs::read_dir(agent.join("pods"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            left.push(format!("pod directory {}", d.path().display()));
+        }
         if left.is_empty() {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "containers left: {:?}",
-            left.iter().map(|c| &c.labels).collect::<Vec<_>>()
-        );
+        assert!(Instant::now() < deadline, "left on the node: {left:#?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(rt.list_tasks().await.unwrap().is_empty(), "tasks left");
-    let snaps: Vec<String> = rt
-        .list_snapshots()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.name)
-        .filter(|n| n.len() == 64 && !n.starts_with("sha256"))
-        .collect();
-    assert!(snaps.is_empty(), "container snapshots left: {snaps:?}");
-    let left_ns = NamespaceDir::new(agent.join("netns")).list().unwrap();
-    assert!(left_ns.is_empty(), "pod namespaces left: {left_ns:?}");
-    let pod_mounts = mounts_under(&agent.join("pods"));
-    assert!(pod_mounts.is_empty(), "mounts left: {pod_mounts:#?}");
-    let dirs: Vec<_> = std::fs::read_dir(agent.join("pods"))
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert!(dirs.is_empty(), "pod directories left: {dirs:?}");
     assert!(pods.running().is_empty());
     let veths = sh_in(node_netns, &["ip", "-o", "link", "show", "type", "veth"]);
     assert_eq!(veths.trim(), "", "veths left");
