@@ -15,8 +15,9 @@ use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::kubelet::node::conditions::{Observations, Thresholds};
+use crate::kubelet::node::conditions::{Observations, Thresholds, below_percent};
 use crate::kubelet::pods::Pods;
+use crate::kubelet::static_pods;
 use crate::kubelet::stats::{Collector, PodStats};
 
 /// How often signals are compared with thresholds (upstream's monitoring period).
@@ -53,7 +54,7 @@ pub struct Shortage {
 }
 
 /// The first crossed threshold, memory before disk before PIDs (upstream evicts for one signal
-/// per round).
+/// per round); space and PIDs by the same rule as the node's pressure conditions.
 pub fn shortage(obs: &Observations, t: &Thresholds) -> Option<Shortage> {
     if let Some(available) = obs.memory_available_bytes
         && available < t.memory_available_bytes
@@ -70,22 +71,20 @@ pub fn shortage(obs: &Observations, t: &Thresholds) -> Option<Shortage> {
     ];
     for (fs, percent) in fs {
         let Some(fs) = fs else { continue };
-        let threshold = fs.capacity_bytes / 100 * u64::from(percent);
-        if fs.capacity_bytes > 0 && fs.available_bytes < threshold {
+        if below_percent(fs.available_bytes, fs.capacity_bytes, percent) {
             return Some(Shortage {
                 starved: Starved::Disk,
-                threshold,
+                threshold: fs.capacity_bytes / 100 * u64::from(percent),
                 available: fs.available_bytes,
             });
         }
     }
     if let (Some((running, max)), Some(percent)) = (obs.pids, t.pid_available_percent) {
-        let threshold = max / 100 * u64::from(percent);
         let available = max.saturating_sub(running);
-        if available < threshold {
+        if below_percent(available, max, percent) {
             return Some(Shortage {
                 starved: Starved::Pids,
-                threshold,
+                threshold: max / 100 * u64::from(percent),
                 available,
             });
         }
@@ -161,14 +160,8 @@ pub fn message(s: &Shortage, victim: &Candidate) -> String {
 
 /// Static and mirror pods, and pods of a system-critical priority, are never evicted.
 pub fn critical(pod: &Pod) -> bool {
-    let annotations = pod.metadata.annotations.as_ref();
-    let static_or_mirror = annotations.is_some_and(|a| {
-        a.contains_key("kubernetes.io/config.mirror")
-            || a.get("kubernetes.io/config.source")
-                .is_some_and(|s| s != "api")
-    });
     let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
-    static_or_mirror || priority >= CRITICAL_PRIORITY
+    static_pods::is_static(pod) || static_pods::is_mirror(pod) || priority >= CRITICAL_PRIORITY
 }
 
 /// The request of `resource` of one container, in bytes.

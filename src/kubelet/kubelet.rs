@@ -456,26 +456,18 @@ fn start_pods(
         registries: config.registries.clone(),
     };
     // Static pods from `<agent>/pod-manifests`; without the directory, API pods only.
-    match crate::kubelet::static_pods::start(agent_dir, &config.node_name, shutdown.clone()) {
-        Ok(static_pods) => Pods::start_with_static_pods(
-            client.clone(),
-            runtime.clone(),
-            cni.clone(),
-            pods_config,
-            static_pods,
-            shutdown,
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "static pods are not read");
-            Pods::start(
-                client.clone(),
-                runtime.clone(),
-                cni.clone(),
-                pods_config,
-                shutdown,
-            )
-        }
-    }
+    let static_pods =
+        crate::kubelet::static_pods::start(agent_dir, &config.node_name, shutdown.clone())
+            .inspect_err(|e| tracing::warn!(error = %e, "static pods are not read"))
+            .ok();
+    Pods::start_with_static_pods(
+        client.clone(),
+        runtime.clone(),
+        cni.clone(),
+        pods_config,
+        static_pods,
+        shutdown,
+    )
 }
 
 impl Kubelet {

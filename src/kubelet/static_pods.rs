@@ -259,26 +259,27 @@ fn is_code(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)
 }
 
-/// Deletes a mirror pod at once (grace 0), only if it is still the object with `uid`.
-pub async fn delete_mirror(client: &kube::Client, mirror: &Pod) -> Result<(), StaticPodError> {
+/// Deletes a pod object at once (grace 0), only if it is still the object with its UID: a
+/// stale mirror, or a pod whose kubelet finished with it. Gone already is fine.
+pub async fn delete_now(client: &kube::Client, pod: &Pod) -> Result<(), StaticPodError> {
     let api: Api<Pod> = Api::namespaced(
         client.clone(),
-        mirror.metadata.namespace.as_deref().unwrap_or("default"),
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
     );
     let params = DeleteParams {
         grace_period_seconds: Some(0),
         preconditions: Some(Preconditions {
-            uid: mirror.metadata.uid.clone(),
+            uid: pod.metadata.uid.clone(),
             resource_version: None,
         }),
         ..DeleteParams::default()
     };
-    let name = mirror.metadata.name.as_deref().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
     match api.delete(name, &params).await {
         Ok(_) => Ok(()),
         // gone already, or replaced by another object of that name
         Err(e) if is_code(&e, 404) || is_code(&e, 409) => Ok(()),
-        Err(e) => Err(api_error(mirror, e)),
+        Err(e) => Err(api_error(pod, e)),
     }
 }
 
@@ -296,7 +297,7 @@ pub async fn sync_mirror(
             return Ok(Some(m.clone()));
         }
         info!(pod = %full_name(static_pod), "replacing the mirror pod");
-        delete_mirror(client, m).await?;
+        delete_now(client, m).await?;
         if m.metadata.deletion_timestamp.is_some() {
             // Someone deleted it through the API and may wait to see it gone (`kubectl delete`
             // lists, then watches for the deletion): let them see that before it is back.

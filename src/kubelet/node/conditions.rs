@@ -136,7 +136,7 @@ pub struct Pressure {
 }
 
 /// `part` is below `percent` of `whole` (a zero `whole` is never below).
-fn below_percent(part: u64, whole: u64, percent: u8) -> bool {
+pub(crate) fn below_percent(part: u64, whole: u64, percent: u8) -> bool {
     whole > 0 && u128::from(part) * 100 < u128::from(whole) * u128::from(percent)
 }
 

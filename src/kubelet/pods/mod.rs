@@ -205,30 +205,21 @@ impl Pods {
         config: PodsConfig,
         shutdown: watch::Receiver<bool>,
     ) -> Pods {
-        let driver = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
-        Pods::launch(client, runtime, cni, config, driver, None, shutdown)
+        Pods::start_with_static_pods(client, runtime, cni, config, None, shutdown)
     }
 
-    /// As [`Pods::start`], also running the static pods `static_pods` holds (see
+    /// As [`Pods::start`], also running the static pods `static_pods` holds, if given (see
     /// [`crate::kubelet::static_pods`]) and keeping their mirror pods in the API.
     pub fn start_with_static_pods(
         client: kube::Client,
         runtime: RuntimeClient,
         cni: Arc<Cni>,
         config: PodsConfig,
-        static_pods: watch::Receiver<StaticPodSet>,
+        static_pods: Option<watch::Receiver<StaticPodSet>>,
         shutdown: watch::Receiver<bool>,
     ) -> Pods {
         let driver = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
-        Pods::launch(
-            client,
-            runtime,
-            cni,
-            config,
-            driver,
-            Some(static_pods),
-            shutdown,
-        )
+        Pods::launch(client, runtime, cni, config, driver, static_pods, shutdown)
     }
 
     /// As [`Pods::start`] with the skiff binary the shim runs as log driver (tests run the pod
@@ -530,7 +521,7 @@ fn carry_out<F>(
             static_source::Out::DeleteMirror(mirror) => {
                 let client = shared.client.clone();
                 tokio::spawn(async move {
-                    match crate::kubelet::static_pods::delete_mirror(&client, &mirror).await {
+                    match crate::kubelet::static_pods::delete_now(&client, &mirror).await {
                         Ok(()) => {
                             info!(pod = %crate::kubelet::static_pods::full_name(&mirror), "orphaned mirror pod deleted")
                         }

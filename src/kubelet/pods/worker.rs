@@ -10,7 +10,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Node, ObjectReference, Pod};
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Patch, PatchParams};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -185,6 +185,14 @@ pub(super) fn grace_period(pod: &Pod) -> Duration {
     Duration::from_secs(u64::try_from(secs).unwrap_or(0))
 }
 
+/// The pod's phase is final (`Succeeded` or `Failed`).
+fn finished(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
 /// The grace period of a container killed while its pod lives on: the failed liveness or
 /// startup probe's own `terminationGracePeriodSeconds` when it has one, else the pod's.
 pub(super) fn kill_grace(pod: &Pod, name: &str, cause: actions::KillCause) -> Duration {
@@ -214,11 +222,7 @@ impl Worker {
     /// Takes the eviction manager's decision (the first one counts; finished pods stay as they
     /// are), with upstream's `Evicted` warning event.
     fn evict(&mut self, message: String) {
-        let terminal = matches!(
-            self.pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        );
-        if self.evicted.is_some() || terminal {
+        if self.evicted.is_some() || finished(&self.pod) {
             return;
         }
         self.event_warning(None, "Evicted", message.clone());
@@ -257,10 +261,7 @@ impl Worker {
             return Ok(None);
         }
         self.sync_mirror().await;
-        let terminal = matches!(
-            self.pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        );
+        let terminal = finished(&self.pod);
         if self.evicted.is_some() && !terminal {
             self.terminate(EVICTION_GRACE).await?;
             let host_ip = self.host_ip().await;
@@ -350,12 +351,8 @@ impl Worker {
                     let cause = self.kill_cause(&name);
                     let message = actions::kill_message(&self.pod, &name, cause);
                     self.event_normal(Some(&name), "Killing", message);
-                    // As on deletion: preStop within the grace period, SIGTERM gets the rest.
-                    let grace = kill_grace(&self.pod, &name, cause);
-                    let begun = std::time::Instant::now();
-                    self.pre_stop(&name, &id, grace).await;
-                    let left = grace.saturating_sub(begun.elapsed());
-                    containers::stop(&self.shared.runtime, &id, left).await?;
+                    self.stop_run(&name, &id, kill_grace(&self.pod, &name, cause))
+                        .await?;
                 }
                 Action::BackOff { name, delay, until } => {
                     let message = format!(
@@ -760,21 +757,21 @@ impl Worker {
                 "Killing",
                 format!("Stopping container {}", run.name),
             );
-            let client = self.shared.runtime.clone();
-            let id = run.id.clone();
-            let name = run.name.clone();
-            stops.push(async move {
-                // preStop within the grace period; SIGTERM gets what is left of it
-                let begun = std::time::Instant::now();
-                self.pre_stop(&name, &id, grace).await;
-                let left = grace.saturating_sub(begun.elapsed());
-                containers::stop(&client, &id, left).await
-            });
+            stops.push(self.stop_run(&run.name, &run.id, grace));
         }
         for r in futures::future::join_all(stops).await {
             r?;
         }
         Ok(())
+    }
+
+    /// Stops one running container: its preStop hook within `grace`, then SIGTERM with what
+    /// is left of it, then SIGKILL.
+    async fn stop_run(&self, name: &str, id: &str, grace: Duration) -> Result<(), Error> {
+        let begun = std::time::Instant::now();
+        self.pre_stop(name, id, grace).await;
+        let left = grace.saturating_sub(begun.elapsed());
+        containers::stop(&self.shared.runtime, id, left).await
     }
 
     /// Removes everything the pod had on this node.
@@ -790,20 +787,7 @@ impl Worker {
         if static_pods::is_static(&self.pod) {
             return;
         }
-        let api: Api<Pod> = Api::namespaced(
-            self.shared.client.clone(),
-            self.pod.metadata.namespace.as_deref().unwrap_or("default"),
-        );
-        let params = DeleteParams {
-            grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions {
-                uid: Some(self.uid.clone()),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        let name = self.pod.metadata.name.clone().unwrap_or_default();
-        if let Err(e) = api.delete(&name, &params).await {
+        if let Err(e) = static_pods::delete_now(&self.shared.client, &self.pod).await {
             debug!(pod = %pod_name(&self.pod), error = %e, "deleting the finished pod");
         }
     }

@@ -6,6 +6,7 @@
 //! belongs to the pod lifecycle.
 
 mod attach;
+mod tail;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -206,24 +207,17 @@ fn follow(
     mut budget: Option<usize>,
 ) -> LogStream {
     let stream = async_stream::stream! {
-        let mut offset = offset;
-        let mut pending: Vec<u8> = Vec::new();
+        let mut tail = tail::LogTail::at(path, offset as u64).await;
         let later = Selection { since: None, tail: None, timestamps: sel.timestamps, limit_bytes: None };
         loop {
             let running = backend.is_running(&container_id).await;
-            let bytes = match tokio::fs::read(&path).await {
-                Ok(bytes) => bytes,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-                Err(e) => { yield Err(e); return; }
-            };
-            // A rotation started the file over.
-            if bytes.len() < offset { offset = 0; }
-            if let Some(fresh) = bytes.get(offset..) {
-                pending.extend_from_slice(fresh);
-                offset = bytes.len();
-            }
-            if let Some(end) = pending.iter().rposition(|b| *b == b'\n') {
-                let complete: Vec<u8> = pending.drain(..=end).collect();
+            // Everything appended so far, a chunk at a time.
+            loop {
+                let complete = match tail.poll().await {
+                    Ok(lines) => lines,
+                    Err(e) => { yield Err(e); return; }
+                };
+                if complete.is_empty() { break; }
                 let mut out = render(&complete, &later);
                 if let Some(left) = budget.as_mut() {
                     out.truncate(*left);

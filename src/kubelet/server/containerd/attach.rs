@@ -5,16 +5,15 @@
 //! stdin ends; terminal resizes go to the init process's pty. Never starts, stops or restarts a
 //! container.
 
-use std::io::{self, SeekFrom};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe;
 
 use super::super::backend::{BackendError, Output, Session};
 use super::super::channel::ExecOutcome;
+use super::tail::LogTail;
 use super::{ContainerdBackend, log_path, runtime_error};
 use crate::kubelet::logs::cri::{self, Stream};
 use crate::kubelet::pods::containers::{STDIN_FIFO, STDIN_ONCE_MARKER, stdio_dir};
@@ -25,7 +24,6 @@ const POLL: Duration = Duration::from_millis(50);
 const EXIT_DRAIN_IDLE: Duration = Duration::from_millis(300);
 /// ... and at most this long in all.
 const EXIT_DRAIN_MAX: Duration = Duration::from_secs(3);
-const READ_CHUNK: u64 = 256 * 1024;
 
 /// Output of the container split for the session's channels.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -53,55 +51,6 @@ pub(super) fn split_output(lines: &[u8], tty: bool) -> Split {
         }
     }
     out
-}
-
-/// Follows a log file from where it ends now, across rotations (a new file under the path).
-struct LogTail {
-    path: PathBuf,
-    inode: Option<u64>,
-    offset: u64,
-    pending: Vec<u8>,
-}
-
-impl LogTail {
-    async fn at_end(path: PathBuf) -> LogTail {
-        let meta = tokio::fs::metadata(&path).await.ok();
-        LogTail {
-            path,
-            inode: meta.as_ref().map(MetadataExt::ino),
-            offset: meta.map_or(0, |m| m.len()),
-            pending: Vec::new(),
-        }
-    }
-
-    /// The whole lines written since the last call.
-    async fn poll(&mut self) -> io::Result<Vec<u8>> {
-        let mut file = match tokio::fs::File::open(&self.path).await {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let meta = file.metadata().await?;
-        if self.inode != Some(meta.ino()) || meta.len() < self.offset {
-            // Rotated: the path names a new file, read from its start.
-            self.inode = Some(meta.ino());
-            self.offset = 0;
-            self.pending.clear();
-        }
-        if meta.len() > self.offset {
-            file.seek(SeekFrom::Start(self.offset)).await?;
-            let mut fresh = Vec::new();
-            file.take(READ_CHUNK).read_to_end(&mut fresh).await?;
-            self.offset += fresh.len() as u64;
-            self.pending.extend_from_slice(&fresh);
-        }
-        let whole = self
-            .pending
-            .iter()
-            .rposition(|b| *b == b'\n')
-            .map_or(0, |i| i + 1);
-        Ok(self.pending.drain(..whole).collect())
-    }
 }
 
 /// Writes `bytes` to an output if the session has it; `false` once the client is gone.
@@ -313,30 +262,6 @@ mod tests {
     fn lines_not_in_the_cri_format_are_skipped() {
         let log = [b"garbage\n".to_vec(), line(Stream::Stdout, false, "ok")].concat();
         assert_eq!(split_output(&log, false).stdout, b"ok\n");
-    }
-
-    #[tokio::test]
-    async fn the_tail_starts_at_the_end_and_follows_whole_lines_across_rotation() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("0.log");
-        std::fs::write(&path, b"old\n").unwrap();
-        let mut tail = LogTail::at_end(path.clone()).await;
-        assert_eq!(tail.poll().await.unwrap(), b"");
-        let append = |bytes: &[u8]| {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .unwrap();
-            f.write_all(bytes).unwrap();
-        };
-        append(b"new\npart");
-        assert_eq!(tail.poll().await.unwrap(), b"new\n");
-        append(b"ial\n");
-        assert_eq!(tail.poll().await.unwrap(), b"partial\n");
-        std::fs::rename(&path, dir.path().join("0.log.1")).unwrap();
-        std::fs::write(&path, b"rotated\n").unwrap();
-        assert_eq!(tail.poll().await.unwrap(), b"rotated\n");
     }
 
     #[tokio::test]
