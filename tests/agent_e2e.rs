@@ -78,38 +78,6 @@ fn ready(pod: &Value) -> bool {
     })
 }
 
-fn wait_for<T>(
-    what: &str,
-    server: &TestServer,
-    limit: Duration,
-    mut f: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} within {limit:?}; server log:\n{}",
-            common::tail(&server.log(), 60)
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn http_get(ip: &str, port: u16) -> std::io::Result<String> {
-    let mut s = TcpStream::connect_timeout(
-        &format!("{ip}:{port}").parse().expect("addr"),
-        Duration::from_secs(3),
-    )?;
-    s.set_read_timeout(Some(Duration::from_secs(3)))?;
-    s.write_all(b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n")?;
-    let mut body = String::new();
-    s.read_to_string(&mut body)?;
-    Ok(body)
-}
-
 /// An HTTP/1.0 GET whose answer is read until it contains `want` (not to the end: the end of a
 /// forwarded connection is not what this checks).
 fn read_until(ip: &str, port: u16, want: &str) -> std::io::Result<String> {
@@ -163,14 +131,14 @@ fn a_deployment_runs_serves_http_and_answers_logs_exec_and_cp() {
         ],
     );
     let kubectl = tool("kubectl-1.35");
-    wait_for("node Ready", &server, Duration::from_secs(60), || {
+    common::wait_for("node Ready", &server, Duration::from_secs(60), || {
         let out = ok(&server, &kubectl, &["get", "nodes", "--no-headers"], None);
         out.contains(" Ready ").then_some(())
     });
 
     let started = Instant::now();
     ok(&server, &kubectl, &["apply", "-f", "-"], Some(DEPLOYMENT));
-    let running = wait_for(
+    let running = common::wait_for(
         "3 Running and Ready pods",
         &server,
         Duration::from_secs(90),
@@ -190,8 +158,8 @@ fn a_deployment_runs_serves_http_and_answers_logs_exec_and_cp() {
     for pod in &running {
         let name = pod["metadata"]["name"].as_str().expect("name").to_string();
         let ip = pod["status"]["podIP"].as_str().expect("podIP").to_string();
-        let body = wait_for("HTTP answer", &server, Duration::from_secs(10), || {
-            http_get(&ip, 8080).ok()
+        let body = common::wait_for("HTTP answer", &server, Duration::from_secs(10), || {
+            common::http_get(&ip, 8080).ok()
         });
         assert!(
             body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"),
@@ -292,7 +260,7 @@ fn a_deployment_runs_serves_http_and_answers_logs_exec_and_cp() {
     assert!(body.ends_with("uploaded\n"), "{body}");
 
     // kubectl top: the metrics API reads the node's kubelet Summary (cgroup statistics).
-    let top_node = wait_for("kubectl top node", &server, Duration::from_secs(90), || {
+    let top_node = common::wait_for("kubectl top node", &server, Duration::from_secs(90), || {
         let out = common::run(&server, &kubectl, &["top", "node", "--no-headers"], None);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let fields: Vec<&str> = text.split_whitespace().collect();
@@ -301,7 +269,7 @@ fn a_deployment_runs_serves_http_and_answers_logs_exec_and_cp() {
             .then_some(text)
     });
     eprintln!("top node: {top_node}");
-    let top_pod = wait_for("kubectl top pod", &server, Duration::from_secs(90), || {
+    let top_pod = common::wait_for("kubectl top pod", &server, Duration::from_secs(90), || {
         let out = common::run(
             &server,
             &kubectl,
@@ -340,7 +308,7 @@ spec:
   - {name: c, image: "registry.invalid/test/busybox:v1", command: ["/bin/busybox", "sleep", "3600"]}
 "#;
     ok(&server, &kubectl, &["apply", "-f", "-"], Some(pulled));
-    wait_for(
+    common::wait_for(
         "the pulled pod Running",
         &server,
         Duration::from_secs(60),
@@ -393,7 +361,7 @@ spec:
 
     // Deleting the Deployment removes the pods and everything they had on the node.
     ok(&server, &kubectl, &["delete", "deployment", "web"], None);
-    wait_for("pods gone", &server, Duration::from_secs(60), || {
+    common::wait_for("pods gone", &server, Duration::from_secs(60), || {
         let all = ok(&server, &kubectl, &["get", "pods", "--no-headers"], None);
         (pods(&server, &kubectl).is_empty() && all.trim().is_empty()).then_some(())
     });

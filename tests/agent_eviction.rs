@@ -17,14 +17,6 @@ use kube::api::{ListParams, PostParams};
 
 const IMAGE: &str = "docker.io/library/skiff-evict-busybox:1.0";
 
-async fn client(s: &TestServer) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(&s.kubeconfig).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(cfg).expect("client")
-}
-
 fn mem_available_mib() -> u64 {
     let info = std::fs::read_to_string("/proc/meminfo").expect("meminfo");
     info.lines()
@@ -86,7 +78,7 @@ async fn memory_pressure_evicts_best_effort_pods_before_guaranteed_ones() {
     );
     let server =
         TestServer::start_with_agent(dir, &["--node-name", &node, "--kubelet-arg", &threshold]);
-    let client = client(&server).await;
+    let client = common::client(&server).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     // Both pods exist before the kubelet's first rounds, so both run when it first evicts.
     for (name, guaranteed) in [("best-effort", false), ("guaranteed", true)] {

@@ -49,14 +49,6 @@ fn start_node() -> Option<TestServer> {
     ))
 }
 
-async fn client(s: &TestServer) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(&s.kubeconfig).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(cfg).expect("client")
-}
-
 /// Runs kubectl 1.35 against the server without blocking the runtime; returns (success, stdout,
 /// stderr).
 async fn kubectl(s: &TestServer, args: &[&str]) -> (bool, String, String) {
@@ -667,7 +659,7 @@ async fn pre_stop_then_sigkill_after_grace(s: &TestServer, api: &Api<Pod>) {
 async fn liveness_back_off_readiness_and_init_order_as_upstream() {
     let Some(server) = start_node() else { return };
     wait_node_ready(&server).await;
-    let api: Api<Pod> = Api::namespaced(client(&server).await, "default");
+    let api: Api<Pod> = Api::namespaced(common::client(&server).await, "default");
     tokio::join!(
         liveness_restarts_with_growing_back_off(&server, &api),
         readiness_follows_the_probe_without_restarts(&server, &api),
@@ -679,7 +671,7 @@ async fn liveness_back_off_readiness_and_init_order_as_upstream() {
 async fn oom_kill_and_graceful_termination_as_upstream() {
     let Some(server) = start_node() else { return };
     wait_node_ready(&server).await;
-    let api: Api<Pod> = Api::namespaced(client(&server).await, "default");
+    let api: Api<Pod> = Api::namespaced(common::client(&server).await, "default");
     tokio::join!(
         memory_hog_is_oom_killed(&api),
         pre_stop_then_sigkill_after_grace(&server, &api),

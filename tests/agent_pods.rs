@@ -53,14 +53,6 @@ fn runnable() -> bool {
     true
 }
 
-async fn client(s: &TestServer) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(&s.kubeconfig).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(cfg).expect("client")
-}
-
 fn sh_in(netns: &Path, args: &[&str]) -> String {
     let out = Command::new("nsenter")
         .arg(format!("--net={}", netns.display()))
@@ -132,7 +124,7 @@ async fn pods_run_crash_loop_and_leave_nothing_when_deleted() {
         return;
     }
     let server = TestServer::start();
-    let kube = client(&server).await;
+    let kube = common::client(&server).await;
     let tmp = tempfile::Builder::new()
         .prefix("skiff-pods-")
         .tempdir_in("/tmp")

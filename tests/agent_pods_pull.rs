@@ -43,14 +43,6 @@ fn runnable() -> bool {
     false
 }
 
-async fn client(s: &TestServer) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(&s.kubeconfig).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(cfg).expect("client")
-}
-
 fn pod(name: &str, image: &str, secret: Option<&str>) -> Pod {
     let mut v = serde_json::json!({
         "metadata": {"name": name, "namespace": "default"},
@@ -134,7 +126,7 @@ async fn pods_pull_from_a_loopback_registry_with_back_off_and_pull_secrets() {
     registry::push_image(&registry::Pusher::new(locked.port, Some("alice:s3cret"))).await;
 
     let server = TestServer::start();
-    let kube = client(&server).await;
+    let kube = common::client(&server).await;
     let tmp = tempfile::Builder::new()
         .prefix("skiff-pull-")
         .tempdir_in("/tmp")

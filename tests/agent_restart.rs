@@ -13,8 +13,7 @@ mod common;
 mod images;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -50,32 +49,12 @@ fn start_node() -> TestServer {
 
 fn wait_node_ready(server: &TestServer) {
     let kubectl = tool("kubectl-1.35");
-    wait_for("node Ready", server, Duration::from_secs(60), || {
+    common::wait_for("node Ready", server, Duration::from_secs(60), || {
         let out = common::run(server, &kubectl, &["get", "nodes", "--no-headers"], None);
         String::from_utf8_lossy(&out.stdout)
             .contains(" Ready ")
             .then_some(())
     });
-}
-
-fn wait_for<T>(
-    what: &str,
-    server: &TestServer,
-    limit: Duration,
-    mut f: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} within {limit:?}; server log:\n{}",
-            common::tail(&server.log(), 60)
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 fn data_dir(server: &TestServer) -> PathBuf {
@@ -149,7 +128,7 @@ fn running_and_ready(pod: &Value) -> bool {
 }
 
 fn wait_running(server: &TestServer, name: &str) -> Value {
-    wait_for(
+    common::wait_for(
         &format!("pod {name} Running and Ready"),
         server,
         Duration::from_secs(60),
@@ -181,16 +160,6 @@ fn containers(pod: &Value) -> BTreeMap<String, (String, u64, String)> {
             )
         })
         .collect()
-}
-
-fn http_get(ip: &str, port: u16) -> std::io::Result<String> {
-    let addr = format!("{ip}:{port}").parse().expect("addr");
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
-    s.set_read_timeout(Some(Duration::from_secs(3)))?;
-    s.write_all(b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n")?;
-    let mut body = String::new();
-    s.read_to_string(&mut body)?;
-    Ok(body)
 }
 
 /// Whether `pid` runs (a zombie, exited but not reaped, does not).
@@ -259,11 +228,11 @@ fn kill9_leaves_containers_running_and_a_restart_adopts_them() {
         .as_str()
         .expect("podIP")
         .to_string();
-    let body = wait_for(
+    let body = common::wait_for(
         "HTTP from the pod",
         &server,
         Duration::from_secs(10),
-        || http_get(&ip, 8080).ok(),
+        || common::http_get(&ip, 8080).ok(),
     );
     assert!(body.ends_with("kept\n"), "{body}");
     let statuses = containers(&before);
@@ -296,11 +265,11 @@ fn kill9_leaves_containers_running_and_a_restart_adopts_them() {
         tasks_before,
         "tasks changed while skiff was down"
     );
-    let body = http_get(&ip, 8080).expect("the pod answers while skiff is down");
+    let body = common::http_get(&ip, 8080).expect("the pod answers while skiff is down");
     assert!(body.ends_with("kept\n"), "{body}");
 
     server.restart();
-    wait_for(
+    common::wait_for(
         "the restarted kubelet running",
         &server,
         Duration::from_secs(30),
@@ -331,7 +300,7 @@ fn kill9_leaves_containers_running_and_a_restart_adopts_them() {
         Some(&(web_pid, "RUNNING".to_string())),
         "{tasks_after:?}"
     );
-    let body = http_get(&ip, 8080).expect("the pod answers after the restart");
+    let body = common::http_get(&ip, 8080).expect("the pod answers after the restart");
     assert!(body.ends_with("kept\n"), "{body}");
     // The container started once (one boot line) and the init container ran once.
     let logs = ok(&server, &kubectl, &["logs", "keeper", "-c", "web"], None);
@@ -352,7 +321,7 @@ fn kill9_leaves_containers_running_and_a_restart_adopts_them() {
     let _ = Command::new("kill")
         .args(["-KILL", &containerd.to_string()])
         .status();
-    let restarted = wait_for(
+    let restarted = common::wait_for(
         "containerd restarted by the supervisor",
         &server,
         Duration::from_secs(30),
@@ -389,7 +358,7 @@ fn kill9_leaves_containers_running_and_a_restart_adopts_them() {
         &["delete", "pod", "keeper", "fresh", "--wait=true"],
         None,
     );
-    wait_for(
+    common::wait_for(
         "no task left after deleting the pods",
         &server,
         Duration::from_secs(15),
@@ -474,7 +443,7 @@ fn kubectl_logs_follows_shows_the_previous_instance_and_filters() {
     ok(&server, &kubectl, &["apply", "-f", "-"], Some(TICKER));
     ok(&server, &kubectl, &["apply", "-f", "-"], Some(CRASHER));
     wait_running(&server, "ticker");
-    let crashed = wait_for(
+    let crashed = common::wait_for(
         "crasher restarted once and Running",
         &server,
         Duration::from_secs(60),
@@ -490,7 +459,7 @@ fn kubectl_logs_follows_shows_the_previous_instance_and_filters() {
         1
     );
     // Enough ticks for --tail and --since to have something to cut.
-    wait_for("5 ticks", &server, Duration::from_secs(20), || {
+    common::wait_for("5 ticks", &server, Duration::from_secs(20), || {
         let out = ok(&server, &kubectl, &["logs", "ticker"], None);
         (out.lines().count() >= 5).then_some(())
     });
@@ -947,7 +916,7 @@ fn hundreds_of_pod_cycles_leak_nothing() {
         let t_created = Instant::now();
         uids.extend(created.iter().filter_map(|p| p.metadata.uid.clone()));
         let selector = ListParams::default().labels(&format!("round={round}"));
-        wait_for(
+        common::wait_for(
             &format!("round {round}: {PODS_PER_ROUND} pods Running"),
             &server,
             Duration::from_secs(60),
@@ -973,7 +942,7 @@ fn hundreds_of_pod_cycles_leak_nothing() {
         };
         rt.block_on(pods.delete_collection(&params, &selector))
             .expect("delete pods");
-        wait_for(
+        common::wait_for(
             &format!("round {round}: pods gone from the API"),
             &server,
             Duration::from_secs(60),

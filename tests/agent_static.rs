@@ -9,10 +9,8 @@ mod common;
 #[path = "common/images.rs"]
 mod images;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{TestServer, ok, tool};
 use serde_json::Value;
@@ -40,38 +38,6 @@ spec:
       periodSeconds: 1
 "#
     )
-}
-
-fn wait_for<T>(
-    what: &str,
-    server: &TestServer,
-    limit: Duration,
-    mut f: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} within {limit:?}; server log:\n{}",
-            common::tail(&server.log(), 80)
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn http_get(ip: &str) -> std::io::Result<String> {
-    let mut s = TcpStream::connect_timeout(
-        &format!("{ip}:8080").parse().expect("addr"),
-        Duration::from_secs(2),
-    )?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    s.write_all(b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n")?;
-    let mut body = String::new();
-    s.read_to_string(&mut body)?;
-    Ok(body)
 }
 
 /// The mirror pod as kubectl shows it, when there is one.
@@ -155,7 +121,7 @@ fn a_static_pod_runs_from_its_manifest_with_a_mirror_pod_in_the_api() {
         ],
     );
     let kubectl = tool("kubectl-1.35");
-    let node: Value = wait_for("the node", &server, Duration::from_secs(60), || {
+    let node: Value = common::wait_for("the node", &server, Duration::from_secs(60), || {
         let out = ok(&server, &kubectl, &["get", "nodes", "-o", "json"], None);
         let list: Value = serde_json::from_str(&out).ok()?;
         list["items"].as_array()?.first().cloned()
@@ -165,7 +131,7 @@ fn a_static_pod_runs_from_its_manifest_with_a_mirror_pod_in_the_api() {
     let name = format!("web-{node_name}");
 
     // The mirror pod appears Running with the mirror annotation, owned by the Node.
-    let first = wait_for(
+    let first = common::wait_for(
         "the mirror pod Running and Ready",
         &server,
         Duration::from_secs(60),
@@ -215,11 +181,11 @@ fn a_static_pod_runs_from_its_manifest_with_a_mirror_pod_in_the_api() {
         .as_str()
         .expect("podIP")
         .to_string();
-    let body = wait_for(
+    let body = common::wait_for(
         "HTTP from the static pod",
         &server,
         Duration::from_secs(10),
-        || http_get(&ip).ok(),
+        || common::http_get(&ip, 8080).ok(),
     );
     assert!(body.contains("v1"), "{body}");
     let only_one = ok(&server, &kubectl, &["get", "pods", "-o", "name"], None);
@@ -240,7 +206,7 @@ fn a_static_pod_runs_from_its_manifest_with_a_mirror_pod_in_the_api() {
         &["delete", "pod", &name, "--wait=true", "--timeout=30s"],
         None,
     );
-    let again = wait_for(
+    let again = common::wait_for(
         "the mirror pod back",
         &server,
         Duration::from_secs(30),
@@ -256,11 +222,11 @@ fn a_static_pod_runs_from_its_manifest_with_a_mirror_pod_in_the_api() {
         "the same container still runs"
     );
     assert_eq!(again["status"]["containerStatuses"][0]["restartCount"], 0);
-    assert!(http_get(&ip).is_ok_and(|b| b.contains("v1")));
+    assert!(common::http_get(&ip, 8080).is_ok_and(|b| b.contains("v1")));
 
     // A changed manifest (a new hash) replaces the pod.
     std::fs::write(&file, manifest("v2")).expect("manifest v2");
-    let replaced = wait_for("the pod replaced", &server, Duration::from_secs(60), || {
+    let replaced = common::wait_for("the pod replaced", &server, Duration::from_secs(60), || {
         mirror(&server, &kubectl, &name).filter(|p| {
             annotation(p, "kubernetes.io/config.mirror") != hash && running_and_ready(p)
         })
@@ -275,31 +241,35 @@ fn a_static_pod_runs_from_its_manifest_with_a_mirror_pod_in_the_api() {
         .as_str()
         .expect("podIP")
         .to_string();
-    let body = wait_for(
+    let body = common::wait_for(
         "HTTP from the new pod",
         &server,
         Duration::from_secs(10),
-        || http_get(&new_ip).ok().filter(|b| b.contains("v2")),
+        || {
+            common::http_get(&new_ip, 8080)
+                .ok()
+                .filter(|b| b.contains("v2"))
+        },
     );
     assert!(body.contains("v2"), "{body}");
     assert!(!pod_cgroup_exists(&hash), "the old pod's cgroup is gone");
 
     // Removing the manifest stops the pod and deletes the mirror.
     std::fs::remove_file(&file).expect("remove manifest");
-    wait_for(
+    common::wait_for(
         "the mirror pod gone",
         &server,
         Duration::from_secs(60),
         || mirror(&server, &kubectl, &name).is_none().then_some(()),
     );
-    wait_for(
+    common::wait_for(
         "the pod's cgroup gone",
         &server,
         Duration::from_secs(30),
         || (!pod_cgroup_exists(&new_hash)).then_some(()),
     );
     let netns = server.dir.path().join("data/agent/netns");
-    wait_for(
+    common::wait_for(
         "no pod namespace left",
         &server,
         Duration::from_secs(30),
@@ -311,7 +281,7 @@ fn a_static_pod_runs_from_its_manifest_with_a_mirror_pod_in_the_api() {
         },
     );
     assert!(
-        http_get(&new_ip).is_err(),
+        common::http_get(&new_ip, 8080).is_err(),
         "nothing answers on the old pod IP"
     );
 }

@@ -13,14 +13,6 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
 
-async fn client(s: &TestServer) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(&s.kubeconfig).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(cfg).expect("client")
-}
-
 fn cm(name: &str) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name}, "data": {"k": "v".repeat(200)}}))
         .expect("cm")
@@ -57,7 +49,7 @@ async fn raw(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_during_concurrent_writes_loses_no_acknowledged_write() {
     let mut s = TestServer::start();
-    let c = client(&s).await;
+    let c = common::client(&s).await;
     let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -89,7 +81,7 @@ async fn kill_9_during_concurrent_writes_loses_no_acknowledged_write() {
     }
     let acked: Vec<String> = acked.lock().expect("lock").clone();
     s.restart();
-    let c = client(&s).await;
+    let c = common::client(&s).await;
     let api: Api<ConfigMap> = Api::namespaced(c, "default");
     let present: BTreeSet<String> = api
         .list(&Default::default())
@@ -112,7 +104,7 @@ async fn kill_9_during_concurrent_writes_loses_no_acknowledged_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn watches_deliver_every_event_in_order_without_gaps() {
     let s = TestServer::start();
-    let c = client(&s).await;
+    let c = common::client(&s).await;
     let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
     // Wait until the controllers' start-up writes (default ServiceAccounts, root-CA ConfigMaps)
     // are over: the revision must stay put for a while.
@@ -183,7 +175,7 @@ async fn watches_deliver_every_event_in_order_without_gaps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_concurrent_updates_of_one_object_give_exactly_one_conflict() {
     let s = TestServer::start();
-    let c = client(&s).await;
+    let c = common::client(&s).await;
     let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
     for round in 0..10 {
         let name = format!("race-{round}");
@@ -219,7 +211,7 @@ async fn reads_below_the_compacted_revision_are_gone() {
         "--datastore-compact-interval",
         "1",
     ]);
-    let c = client(&s).await;
+    let c = common::client(&s).await;
     let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
     for i in 0..30 {
         api.create(&PostParams::default(), &cm(&format!("c{i}")))
@@ -259,7 +251,7 @@ async fn reads_below_the_compacted_revision_are_gone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_4xx_status_and_never_a_500() {
     let s = TestServer::start();
-    let c = client(&s).await;
+    let c = common::client(&s).await;
     let cms = "/api/v1/namespaces/default/configmaps";
     let big = format!(
         "{{\"metadata\":{{\"name\":\"big\"}},\"data\":{{\"k\":\"{}\"}}}}",

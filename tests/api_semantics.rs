@@ -11,14 +11,6 @@ use common::TestServer;
 use http::{Method, Request};
 use serde_json::{Value, json};
 
-async fn client(s: &TestServer) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(&s.kubeconfig).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(cfg).expect("client")
-}
-
 struct Resp {
     code: u16,
     headers: http::HeaderMap,
@@ -102,7 +94,7 @@ async fn make_cm(c: &kube::Client, name: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_list_sends_initial_events_then_a_marked_bookmark() {
     let s = TestServer::start();
-    let c = client(&s).await;
+    let c = common::client(&s).await;
     for i in 0..3 {
         make_cm(&c, &format!("s{i}")).await;
     }
@@ -142,7 +134,7 @@ async fn streaming_list_sends_initial_events_then_a_marked_bookmark() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_honours_timeout_and_resumes_from_a_resource_version() {
     let s = TestServer::start();
-    let c = client(&s).await;
+    let c = common::client(&s).await;
     // The root-CA publisher writes `kube-root-ca.crt` into `default` once the controllers hold
     // their lease; wait for it so the only ConfigMaps written below are the test's own.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -194,7 +186,7 @@ async fn watch_honours_timeout_and_resumes_from_a_resource_version() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_paginate_with_continue_tokens_at_one_revision() {
     let s = TestServer::start();
-    let c = client(&s).await;
+    let c = common::client(&s).await;
     // The root-CA publisher's ConfigMap is the 26th item once it is there.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while req(
@@ -256,7 +248,7 @@ async fn lists_paginate_with_continue_tokens_at_one_revision() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_generate_name_and_field_validation() {
     let s = TestServer::start();
-    let c = client(&s).await;
+    let c = common::client(&s).await;
     let r = req(
         &c,
         Method::POST,
@@ -322,7 +314,7 @@ async fn dry_run_generate_name_and_field_validation() {
 async fn status_and_scale_subresources_own_their_fields() {
     // No controllers: the Deployment controller would rewrite the status this test writes.
     let s = TestServer::start_with(&["--disable-controller-manager"]);
-    let c = client(&s).await;
+    let c = common::client(&s).await;
     let deps = "/apis/apps/v1/namespaces/default/deployments";
     let d = json!({"metadata": {"name": "d"}, "spec": {"replicas": 1, "selector": {"matchLabels": {"a": "b"}},
         "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
@@ -394,7 +386,7 @@ async fn status_and_scale_subresources_own_their_fields() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_only_responses_and_delete_collection() {
     let s = TestServer::start();
-    let c = client(&s).await;
+    let c = common::client(&s).await;
     for i in 0..3 {
         make_cm(&c, &format!("m{i}")).await;
     }
@@ -430,7 +422,7 @@ async fn metadata_only_responses_and_delete_collection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_creation_in_a_terminating_namespace() {
     let s = TestServer::start();
-    let c = client(&s).await;
+    let c = common::client(&s).await;
     assert_eq!(
         req(
             &c,

@@ -12,14 +12,6 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-async fn client(s: &TestServer) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(&s.kubeconfig).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(cfg).expect("client")
-}
-
 async fn small_node(c: &kube::Client) {
     let nodes: Api<Node> = Api::all(c.clone());
     let status = json!({
@@ -64,7 +56,7 @@ async fn failed_scheduling(c: &kube::Client, pod: &str) -> Vec<Event> {
 #[tokio::test]
 async fn a_pod_that_keeps_failing_to_schedule_has_one_event_whose_count_grows() {
     let s = TestServer::start();
-    let c = client(&s).await;
+    let c = common::client(&s).await;
     small_node(&c).await;
     let pod: Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",

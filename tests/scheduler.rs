@@ -13,14 +13,6 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-async fn client(s: &TestServer) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(&s.kubeconfig).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(cfg).expect("client")
-}
-
 /// Creates node1..node3 with 4 cpu, 8Gi, 110 pods and a Ready condition.
 async fn three_nodes(c: &kube::Client) {
     let nodes: Api<Node> = Api::all(c.clone());
@@ -147,7 +139,7 @@ fn anti(app: &str) -> Value {
 #[tokio::test]
 async fn affinity_and_anti_affinity_place_pods_as_users_expect() {
     let s = TestServer::start();
-    let c = client(&s).await;
+    let c = common::client(&s).await;
     three_nodes(&c).await;
 
     create(&c, pod("backend", json!({"app": "backend"}), json!({}))).await;
@@ -209,7 +201,7 @@ async fn affinity_and_anti_affinity_place_pods_as_users_expect() {
 #[tokio::test]
 async fn taints_keep_out_pods_without_a_matching_toleration() {
     let s = TestServer::start();
-    let c = client(&s).await;
+    let c = common::client(&s).await;
     three_nodes(&c).await;
     let kubectl = tool("kubectl-1.35");
     ok(
@@ -263,7 +255,7 @@ async fn taints_keep_out_pods_without_a_matching_toleration() {
 #[tokio::test]
 async fn a_pod_larger_than_any_node_stays_pending_with_the_reason() {
     let s = TestServer::start();
-    let c = client(&s).await;
+    let c = common::client(&s).await;
     three_nodes(&c).await;
     create(
         &c,
@@ -288,7 +280,7 @@ async fn a_pod_larger_than_any_node_stays_pending_with_the_reason() {
 #[tokio::test]
 async fn high_priority_pods_preempt_unless_their_policy_is_never() {
     let s = TestServer::start();
-    let c = client(&s).await;
+    let c = common::client(&s).await;
     three_nodes(&c).await;
     let classes: Api<PriorityClass> = Api::all(c.clone());
     for (name, policy) in [

@@ -13,14 +13,6 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-async fn client(s: &TestServer) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(&s.kubeconfig).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(cfg).expect("client")
-}
-
 /// Creates a Ready node announcing `root` as its local-path storage root.
 async fn node(c: &kube::Client, name: &str, root: &str) {
     let nodes: Api<Node> = Api::all(c.clone());
@@ -134,7 +126,7 @@ async fn scheduled(s: &TestServer, c: &kube::Client, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn local_path_provisioning_binding_and_reclaim() {
     let s = TestServer::start();
-    let c = client(&s).await;
+    let c = common::client(&s).await;
     node(&c, "node1", "/srv/skiff/storage").await;
 
     // The default class as a k3s user sees it.
@@ -307,7 +299,7 @@ async fn local_path_provisioning_binding_and_reclaim() {
 #[tokio::test(flavor = "multi_thread")]
 async fn immediate_claims_bind_to_the_smallest_fitting_volume() {
     let s = TestServer::start();
-    let c = client(&s).await;
+    let c = common::client(&s).await;
     let classes: Api<StorageClass> = Api::all(c.clone());
     let manual: StorageClass = serde_json::from_value(json!({
         "metadata": {"name": "manual"}, "provisioner": "kubernetes.io/no-provisioner",

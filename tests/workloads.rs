@@ -18,14 +18,6 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-async fn client(s: &TestServer) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(&s.kubeconfig).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(cfg).expect("client")
-}
-
 fn kubectl(s: &TestServer, args: &[&str]) -> String {
     ok(s, &tool("kubectl-1.35"), args, None)
 }
@@ -159,7 +151,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployment_scales_up_down_and_replaces_deleted_pods() {
     let s = TestServer::start();
-    let client = client(&s).await;
+    let client = common::client(&s).await;
     let _kubelet = fake_kubelet(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
@@ -296,7 +288,7 @@ type Seen = Arc<Mutex<HashMap<String, (String, bool)>>>;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_update_stays_within_max_surge_and_max_unavailable() {
     let s = TestServer::start();
-    let client = client(&s).await;
+    let client = common::client(&s).await;
     let _kubelet = fake_kubelet(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
@@ -408,7 +400,7 @@ async fn rolling_update_stays_within_max_surge_and_max_unavailable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_history_undo_pause_resume_and_restart_behave_as_upstream() {
     let s = TestServer::start();
-    let client = client(&s).await;
+    let client = common::client(&s).await;
     let _kubelet = fake_kubelet(client.clone(), "default");
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
@@ -577,7 +569,7 @@ async fn rollout_history_undo_pause_resume_and_restart_behave_as_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recreate_deletes_all_old_pods_before_creating_new_ones() {
     let s = TestServer::start();
-    let client = client(&s).await;
+    let client = common::client(&s).await;
     let _kubelet = fake_kubelet(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
@@ -654,7 +646,7 @@ async fn recreate_deletes_all_old_pods_before_creating_new_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replication_controller_adopts_orphans_and_keeps_its_replicas() {
     let s = TestServer::start();
-    let client = client(&s).await;
+    let client = common::client(&s).await;
     let _kubelet = fake_kubelet(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     kubectl_in(
@@ -727,7 +719,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_delete_cascades_background_foreground_and_orphan_and_namespaces_empty_first() {
     let s = TestServer::start();
-    let client = client(&s).await;
+    let client = common::client(&s).await;
     let _kubelet = fake_kubelet(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");

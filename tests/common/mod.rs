@@ -401,3 +401,47 @@ pub fn node_runnable() -> bool {
     eprintln!("skipped: needs {what}");
     false
 }
+
+/// A kube-rs client for `server`'s admin kubeconfig.
+pub async fn client(server: &TestServer) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig");
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .expect("config");
+    kube::Client::try_from(cfg).expect("client")
+}
+
+/// Polls `f` every 250 ms until it gives a value, failing after `limit` with the server's log.
+pub fn wait_for<T>(
+    what: &str,
+    server: &TestServer,
+    limit: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} within {limit:?}; server log:\n{}",
+            tail(&server.log(), 80)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// `GET /index.html` over HTTP/1.0 to `ip:port` (3 s timeouts), the whole answer.
+pub fn http_get(ip: &str, port: u16) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let addr = format!("{ip}:{port}")
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body)
+}
